@@ -1,8 +1,134 @@
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
 #include "tap.h"
+#include "task.h"
+
+static void
+rejects(const char *raw, size_t len, const char *code, const char *what)
+{
+	struct task t;
+	struct task_error err;
+	int rc = task_parse(raw, len, &t, &err);
+
+	ok(rc != 0, "rejects %s", what);
+	is_str(err.code, code, "%s: code %s", what, code);
+	ok(err.message[0] != '\0', "%s: says why (%s)", what, err.message);
+}
+
+#define REJECTS(s, code, what) rejects(s, sizeof(s) - 1, code, what)
+
+static void
+test_valid(void)
+{
+	struct task t;
+	struct task_error err;
+	const char *m = "{\"type\":\"job_cleanup\",\"job_id\":\"42\","
+	    "\"id\":\"abc\",\"dry_run\":true,\"enqueued_at\":1700000000.5}";
+
+	ok(task_parse(m, strlen(m), &t, &err) == 0, "valid task parses");
+	is_str(t.job_id, "42", "job_id string");
+	is_str(t.id, "abc", "id kept");
+	ok(t.dry_run == 1, "dry_run true");
+	ok(!t.id_assigned, "id not assigned");
+	ok(cJSON_IsNumber(t.enqueued_at), "enqueued_at kept");
+	is_int(t.type, TASK_JOB_CLEANUP, "type");
+	task_free(&t);
+
+	m = "{\"type\":\"job_cleanup\",\"job_id\":9007199254740992}";
+	ok(task_parse(m, strlen(m), &t, &err) == 0, "integer job_id at 2^53");
+	is_str(t.job_id, "9007199254740992", "integer job_id as text");
+	ok(t.id_assigned && strlen(t.id) == 36, "uuid assigned: %s", t.id);
+	ok(t.dry_run == 0, "dry_run defaults to false");
+	task_free(&t);
+
+	m = " {\"type\":\"retention_sweep\",\"retention_days\":5,"
+	    "\"min_age_hours\":24,\"force\":false,\"prefix\":\"public/\"}\n";
+	ok(task_parse(m, strlen(m), &t, &err) == 0, "sweep parses");
+	is_int(t.retention_days, 5, "retention_days");
+	is_int(t.min_age_hours, 24, "min_age_hours");
+	is_str(t.prefix, "public/", "prefix");
+	task_free(&t);
+}
+
+static void
+test_id_reported(void)
+{
+	struct task t;
+	struct task_error err;
+	const char *m = "{\"type\":\"job_cleanup\",\"id\":\"t-1\",\"dry_run\":1,"
+	    "\"job_id\":\"1\"}";
+
+	ok(task_parse(m, strlen(m), &t, &err) != 0, "bad dry_run rejected");
+	is_str(err.id, "t-1", "error carries the id");
+	is_str(err.code, "invalid_field", "invalid_field");
+	ok(strstr(err.message, "dry_run") != NULL, "message names the field");
+}
+
+static void
+test_rejects(void)
+{
+	static char big[TASK_MAX_BYTES + 64];
+
+	REJECTS("", "invalid_json", "empty");
+	REJECTS("nope", "invalid_json", "not json");
+	REJECTS("[1,2]", "invalid_json", "array");
+	REJECTS("\"job\"", "invalid_json", "string");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\"} x", "invalid_json",
+	    "trailing garbage");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\"", "invalid_json",
+	    "truncated");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xff\"}", "invalid_utf8",
+	    "invalid utf-8");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xc0\xaf\"}",
+	    "invalid_utf8", "overlong utf-8");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xed\xa0\x80\"}",
+	    "invalid_utf8", "surrogate");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"dry_run\":false,"
+	    "\"dry_run\":true}", "duplicate_key", "duplicate key");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"enqueued_at\":1,"
+	    "\"x\":{\"a\":1,\"a\":2}}", "duplicate_key", "nested duplicate");
+	REJECTS("{\"type\":\"rm_rf\",\"job_id\":\"1\"}", "unknown_type",
+	    "unknown type");
+	REJECTS("{\"job_id\":\"1\"}", "missing_field", "missing type");
+	REJECTS("{\"type\":\"job_cleanup\"}", "missing_field", "missing job_id");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"dryrun\":true}",
+	    "unknown_field", "misspelt dry_run");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":-1}", "invalid_field",
+	    "negative job_id");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":1.5}", "invalid_field",
+	    "fractional job_id");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":9007199254740994}",
+	    "invalid_field", "job_id above 2^53");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\"}", "invalid_field",
+	    "empty job_id");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"a\\nb\"}",
+	    "invalid_field", "control char in job_id");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":null}", "invalid_field",
+	    "null job_id");
+	REJECTS("{\"type\":7,\"job_id\":\"1\"}", "invalid_field", "numeric type");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"id\":\"\"}",
+	    "invalid_field", "empty id");
+	REJECTS("{\"type\":\"retention_sweep\",\"retention_days\":-1}",
+	    "invalid_field", "negative retention");
+	REJECTS("{\"type\":\"retention_sweep\",\"retention_days\":100000}",
+	    "invalid_field", "absurd retention");
+	REJECTS("{\"type\":\"retention_sweep\",\"prefix\":\"../x\"}",
+	    "invalid_field", "dot-dot prefix");
+	rejects("{\"type\":\"job_cleanup\",\"job_id\":\"1\0\"}", 30,
+	    "invalid_json", "NUL byte");
+
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"type\":\"job_cleanup\",\"job_id\":\"1\"}", 36);
+	rejects(big, sizeof(big), "too_large", "over 64 KiB");
+}
 
 int
 main(void)
 {
-	ok(1, "placeholder");
+	test_valid();
+	test_id_reported();
+	test_rejects();
 	return tap_done();
 }
