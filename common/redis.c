@@ -74,6 +74,7 @@ struct redis {
 	redis_state_cb		*state_cb;
 	void			*state_arg;
 	char			*channel;
+	redis_cb		*sub_cb;
 	redis_msg_cb		*msg_cb;
 	void			*msg_arg;
 
@@ -653,14 +654,13 @@ redis_connect(struct redis *r)
 static void
 redis_subscribed(struct redis *r, const struct redis_reply *reply, void *arg)
 {
-	if (reply != NULL && redis_reply_type(reply) == REDIS_R_ERROR)
-		redis_fail(r, "SUBSCRIBE failed: %.200s",
-		    redis_reply_str(reply, NULL));
+	if (r->sub_cb != NULL)
+		r->sub_cb(r, reply, r->msg_arg);
 }
 
 int
 redis_subscribe(struct redis *r, const char *channel, redis_msg_cb *cb,
-    void *arg)
+    redis_cb *confirmed, void *arg)
 {
 	const char *argv[2] = { "SUBSCRIBE", channel };
 	size_t lens[2] = { 9, strlen(channel) };
@@ -669,6 +669,7 @@ redis_subscribe(struct redis *r, const char *channel, redis_msg_cb *cb,
 		return -1;
 	r->channel = xstrdup(channel);
 	r->msg_cb = cb;
+	r->sub_cb = confirmed;
 	r->msg_arg = arg;
 	redis_send(r, 2, argv, lens, redis_subscribed, NULL);
 	return 0;

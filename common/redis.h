@@ -50,12 +50,14 @@ int redis_cmd(struct redis *, redis_cb *, void *arg, ...)
 /*
  * Enter subscribe mode on this connection: every message on channel is
  * passed to cb as the payload string.  The connection can then only be
- * used for this subscription.
+ * used for this subscription; after a reconnect it subscribes again, and
+ * the state callback says so (messages sent meanwhile are lost).
+ * confirmed, if not NULL, gets the server's reply to SUBSCRIBE.
  */
 typedef void redis_msg_cb(struct redis *, const char *payload, size_t len,
     void *arg);
 int redis_subscribe(struct redis *, const char *channel, redis_msg_cb *,
-    void *arg) MUST_CHECK;
+    redis_cb *confirmed, void *arg) MUST_CHECK;
 
 enum redis_reply_type {
 	REDIS_R_STRING = 1,

@@ -1,2 +1,1025 @@
-/* placeholder until the module lands */
+#include <sys/queue.h>
+
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "http.h"
+#include "log.h"
+#include "s3.h"
+#include "s3xml.h"
+#include "sigv4.h"
 #include "util.h"
+
+/*
+ * Each call builds one operation: the request as it will be signed (method,
+ * encoded path and query, signed headers, payload hash), its callback, and
+ * for listings and deletes the streaming XML parser fed by http.c.  The
+ * signature is made when the request leaves http.c's queue, so a request
+ * that waited stays inside S3's clock-skew window.
+ *
+ * An operation refused before sending waits on the client's deferred list
+ * and is reported on the next loop turn.  A sent one is owned by its HTTP
+ * request and listed in live until its callback runs.
+ */
+
+#define S3_MAX_DELETE		1000
+#define S3_MAX_LIST_KEYS	1000
+#define S3_KEY_IN_MESSAGE	120	/* bytes of a key quoted in messages */
+
+enum s3_op_kind { S3_OP_HEAD, S3_OP_PUT, S3_OP_LIST, S3_OP_DELETE };
+
+struct s3_op {
+	TAILQ_ENTRY(s3_op)	 entry;
+	struct s3_client	*client;	/* NULL once cancelled */
+	enum s3_op_kind		 kind;
+	union {
+		s3_head_cb	*head;
+		s3_put_cb	*put;
+		s3_list_cb	*list;
+		s3_delete_cb	*del;
+	}			 cb;
+	void			*arg;
+	char			*what;		/* "HEAD of cube/a", for messages */
+
+	const char		*method;
+	char			*path;		/* encoded, as sent and signed */
+	char			*query;		/* encoded, or NULL */
+	char			*content_type;
+	char			 content_md5[25];
+	char			 payload_hash[65];
+
+	char			*key;		/* HEAD */
+	char			*list_prefix;	/* LIST */
+	struct s3xml_list	*list;
+	struct s3xml_delete	*del;
+	char			**keys;		/* DELETE */
+	size_t			 nkeys;
+
+	struct s3_error		 early;		/* why it was refused */
+};
+
+TAILQ_HEAD(s3_op_list, s3_op);
+
+struct s3_client {
+	struct event_base	*base;
+	struct http		*http;
+	char			*origin;	/* scheme://host[:port] */
+	char			*host_header;
+	char			*bucket_path;	/* "/bucket", or "" */
+	char			*prefix;
+	char			*region;
+	char			*access_key_id;
+	char			*secret_access_key;
+	char			*session_token;
+	struct event		*defer_ev;
+	struct s3_op_list	 deferred;
+	struct s3_op_list	 live;
+	uint64_t		 nrequests;
+	int			 busy;		/* inside a callback */
+	int			 doomed;	/* s3_client_free() called */
+};
+
+struct s3_list_page {
+	const struct s3xml_list	*x;
+};
+
+static void s3_really_free(struct s3_client *);
+
+size_t
+s3_list_page_count(const struct s3_list_page *p)
+{
+	return s3xml_list_count(p->x);
+}
+
+const struct s3_object *
+s3_list_page_object(const struct s3_list_page *p, size_t i)
+{
+	return s3xml_list_object(p->x, i);
+}
+
+int
+s3_list_page_truncated(const struct s3_list_page *p)
+{
+	return s3xml_list_is_truncated(p->x);
+}
+
+const char *
+s3_list_page_next_token(const struct s3_list_page *p)
+{
+	return s3xml_list_next_token(p->x);
+}
+
+const char *
+s3_client_prefix(const struct s3_client *c)
+{
+	return c->prefix;
+}
+
+int
+s3_client_inflight(const struct s3_client *c)
+{
+	return http_inflight(c->http);
+}
+
+uint64_t
+s3_client_requests(const struct s3_client *c)
+{
+	return c->nrequests;
+}
+
+void
+s3_client_set_limits(struct s3_client *c, int timeout_ms, int max_inflight)
+{
+	http_set_limits(c->http, timeout_ms, 0, max_inflight);
+}
+
+static void PRINTF_LIKE(5, 6)
+s3_error_set(struct s3_error *err, int status, int transient,
+    const char *code, const char *fmt, ...)
+{
+	va_list ap;
+
+	memset(err, 0, sizeof(*err));
+	err->http_status = status;
+	err->transient = transient;
+	strlcpy_(err->code, code, sizeof(err->code));
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+/* A key for a message: cut short, control characters as \xNN. */
+static char *
+s3_key_quote(const char *key)
+{
+	struct buf b;
+	size_t i;
+
+	buf_init(&b);
+	buf_adds(&b, "");
+	for (i = 0; key[i] != '\0' && i < S3_KEY_IN_MESSAGE; i++) {
+		unsigned char ch = (unsigned char)key[i];
+		if (ch < 0x20 || ch == 0x7f)
+			buf_addf(&b, "\\x%02x", ch);
+		else
+			buf_add(&b, &key[i], 1);
+	}
+	if (key[i] != '\0')
+		buf_adds(&b, "...");
+	return buf_steal(&b);
+}
+
+static char *
+s3_what(const char *op, const char *key)
+{
+	char *q = s3_key_quote(key), *s;
+
+	s = xasprintf("%s of %s", op, q);
+	free(q);
+	return s;
+}
+
+/* Append s percent-encoded, keeping only A-Za-z0-9-._~ (and '/'). */
+static void
+s3_add_escaped(struct buf *b, const char *s, int keep_slash)
+{
+	const char *seg = s, *slash;
+	char *e;
+
+	for (;;) {
+		slash = keep_slash ? strchr(seg, '/') : NULL;
+		e = curl_easy_escape(NULL, seg, (int)(slash != NULL ?
+		    (size_t)(slash - seg) : strlen(seg)));
+		if (e == NULL)
+			fatal("out of memory encoding a key");
+		buf_adds(b, e);
+		curl_free(e);
+		if (slash == NULL)
+			break;
+		buf_add(b, "/", 1);
+		seg = slash + 1;
+	}
+}
+
+static char *
+s3_object_path(const struct s3_client *c, const char *key)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_adds(&b, c->bucket_path);
+	buf_add(&b, "/", 1);
+	s3_add_escaped(&b, key, 1);
+	return buf_steal(&b);
+}
+
+static char *
+s3_bucket_path(const struct s3_client *c)
+{
+	return xstrdup(c->bucket_path[0] != '\0' ? c->bucket_path : "/");
+}
+
+static struct s3_op *
+s3_op_new(struct s3_client *c, enum s3_op_kind kind, void *arg)
+{
+	struct s3_op *op;
+
+	op = xcalloc(1, sizeof(*op));
+	op->client = c;
+	op->kind = kind;
+	op->arg = arg;
+	return op;
+}
+
+static void
+s3_op_free(struct s3_op *op)
+{
+	size_t i;
+
+	free(op->what);
+	free(op->path);
+	free(op->query);
+	free(op->content_type);
+	free(op->key);
+	free(op->list_prefix);
+	s3xml_list_free(op->list);
+	s3xml_delete_free(op->del);
+	for (i = 0; i < op->nkeys; i++)
+		free(op->keys[i]);
+	free(op->keys);
+	free(op);
+}
+
+/* Give err to the operation's callback, in the shape its kind needs. */
+static void
+s3_op_fail(struct s3_op *op, const struct s3_error *err)
+{
+	switch (op->kind) {
+	case S3_OP_HEAD:
+		op->cb.head(op->arg, 0, NULL, err);
+		break;
+	case S3_OP_PUT:
+		op->cb.put(op->arg, err);
+		break;
+	case S3_OP_LIST:
+		op->cb.list(op->arg, NULL, err);
+		break;
+	case S3_OP_DELETE:
+		op->cb.del(op->arg, NULL, 0, err);
+		break;
+	}
+}
+
+static void
+s3_leave(struct s3_client *c)
+{
+	if (--c->busy == 0 && c->doomed)
+		s3_really_free(c);
+}
+
+static void
+s3_defer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct s3_client *c = arg;
+	struct s3_op *op;
+
+	c->busy++;
+	while (!c->doomed && (op = TAILQ_FIRST(&c->deferred)) != NULL) {
+		TAILQ_REMOVE(&c->deferred, op, entry);
+		s3_op_fail(op, &op->early);
+		s3_op_free(op);
+	}
+	s3_leave(c);
+}
+
+/* Refuse op without sending anything; its callback runs next turn. */
+static int PRINTF_LIKE(3, 4)
+s3_refuse(struct s3_op *op, const char *code, const char *fmt, ...)
+{
+	struct s3_client *c = op->client;
+	va_list ap;
+
+	memset(&op->early, 0, sizeof(op->early));
+	strlcpy_(op->early.code, code, sizeof(op->early.code));
+	va_start(ap, fmt);
+	vsnprintf(op->early.message, sizeof(op->early.message), fmt, ap);
+	va_end(ap);
+	TAILQ_INSERT_TAIL(&c->deferred, op, entry);
+	event_active(c->defer_ev, EV_TIMEOUT, 0);
+	return 0;
+}
+
+/*
+ * NULL when key may be touched: under the cube prefix (and more than the
+ * prefix) and accepted by key_unsafe_reason().  Else the error code, with
+ * the reason in why.
+ */
+static const char *
+s3_key_refusal(const struct s3_client *c, const char *key, const char **why)
+{
+	size_t plen = strlen(c->prefix), klen = strlen(key);
+
+	if (klen <= plen || strncmp(key, c->prefix, plen) != 0) {
+		*why = "the key is not under the cube prefix";
+		return "outside_prefix";
+	}
+	if ((*why = key_unsafe_reason(key, klen)) != NULL)
+		return "unsafe_key";
+	return NULL;
+}
+
+static int
+s3_add_headers(struct http_request *r, const struct s3_op *op,
+    const struct sigv4_signed *sig)
+{
+	const struct s3_client *c = op->client;
+	int rc = 0;
+
+	rc |= http_request_add_header(r, "Host", c->host_header);
+	rc |= http_request_add_header(r, "x-amz-date", sig->amz_date);
+	rc |= http_request_add_header(r, "x-amz-content-sha256",
+	    op->payload_hash);
+	if (c->session_token != NULL)
+		rc |= http_request_add_header(r, "x-amz-security-token",
+		    c->session_token);
+	if (op->content_type != NULL)
+		rc |= http_request_add_header(r, "Content-Type",
+		    op->content_type);
+	if (op->content_md5[0] != '\0')
+		rc |= http_request_add_header(r, "Content-MD5",
+		    op->content_md5);
+	rc |= http_request_add_header(r, "Authorization", sig->authorization);
+	return rc != 0 ? -1 : 0;
+}
+
+/* http_start_cb: sign now, just before the request goes out. */
+static int
+s3_sign_cb(void *arg, struct http_request *r, char *err, size_t errlen)
+{
+	struct s3_op *op = arg;
+	struct s3_client *c = op->client;
+	struct sigv4_header hdr[2];
+	struct sigv4_request req;
+	struct sigv4_creds cr;
+	struct sigv4_signed sig;
+	size_t nh = 0;
+	int rc;
+
+	if (op->content_type != NULL)
+		hdr[nh++] = (struct sigv4_header){ "Content-Type",
+		    op->content_type };
+	if (op->content_md5[0] != '\0')
+		hdr[nh++] = (struct sigv4_header){ "Content-MD5",
+		    op->content_md5 };
+	memset(&req, 0, sizeof(req));
+	req.mode = SIGV4_S3;
+	req.method = op->method;
+	req.host = c->host_header;
+	req.path = op->path;
+	req.query = op->query;
+	req.headers = hdr;
+	req.nheaders = nh;
+	req.payload_sha256_hex = op->payload_hash;
+	req.region = c->region;
+	req.service = "s3";
+	req.when = time(NULL);
+	cr.access_key_id = c->access_key_id;
+	cr.secret_access_key = c->secret_access_key;
+	cr.session_token = c->session_token;
+	if ((rc = sigv4_sign(&req, &cr, &sig)) == 0)
+		rc = s3_add_headers(r, op, &sig);
+	sigv4_signed_free(&sig);
+	if (rc != 0) {
+		snprintf(err, errlen, "%s: the request cannot be signed",
+		    op->what);
+		return -1;
+	}
+	c->nrequests++;
+	return 0;
+}
+
+static int
+s3_is_transient_code(const char *code)
+{
+	static const char *const codes[] = {
+		"SlowDown", "RequestTimeout", "InternalError",
+		"ServiceUnavailable",
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(codes); i++)
+		if (strcmp(code, codes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* A request that got no complete response. */
+static void
+s3_error_from_fail(const struct s3_op *op, const struct http_response *resp,
+    struct s3_error *err)
+{
+	static const struct {
+		const char	*code;
+		int		 transient;
+	} map[] = {
+		[HTTP_FAIL_NONE] = { "request_failed", 0 },
+		[HTTP_FAIL_TIMEOUT] = { "timeout", 1 },
+		[HTTP_FAIL_CONNECT] = { "connect", 1 },
+		[HTTP_FAIL_NETWORK] = { "network", 1 },
+		[HTTP_FAIL_TLS] = { "tls", 0 },
+		[HTTP_FAIL_ABORTED] = { "bad_response", 0 },
+		[HTTP_FAIL_CANCELLED] = { "cancelled", 1 },
+		[HTTP_FAIL_OTHER] = { "request_failed", 0 },
+	};
+
+	s3_error_set(err, resp->status, map[resp->fail].transient,
+	    map[resp->fail].code, "%s: %s", op->what, resp->error);
+}
+
+/* What a bare status means, for answers without an error document. */
+static const char *
+s3_status_hint(int status)
+{
+	switch (status) {
+	case 301:
+	case 307:
+		return "the bucket is in another region or at another endpoint; "
+		    "check the storage URL";
+	case 400:
+		return "the storage refused the request as malformed";
+	case 403:
+		return "access denied; check the access key, secret and clock";
+	case 404:
+		return "not found; check the bucket name";
+	case 429:
+	case 503:
+		return "the storage is overloaded; retry later";
+	default:
+		return status >= 500 ? "the storage failed; retry later" :
+		    "no S3 error document in the response";
+	}
+}
+
+/* A non-2xx response: the S3 error document says what, if there is one. */
+static void
+s3_error_from_status(const struct s3_op *op, const struct http_response *resp,
+    struct s3_error *err)
+{
+	char code[64], msg[160];
+	const char *reqid = http_response_header(resp, "x-amz-request-id");
+	int transient;
+
+	if (s3xml_error_parse(resp->body, resp->body_len, code, sizeof(code),
+	    msg, sizeof(msg)) != 0) {
+		snprintf(code, sizeof(code), "http_%d", resp->status);
+		snprintf(msg, sizeof(msg), "%s", s3_status_hint(resp->status));
+	}
+	transient = resp->status >= 500 || resp->status == 429 ||
+	    s3_is_transient_code(code);
+	s3_error_set(err, resp->status, transient, code, "%s: %s (HTTP %d%s%s)",
+	    op->what, msg[0] != '\0' ? msg : code, resp->status,
+	    reqid != NULL ? ", request id " : "", reqid != NULL ? reqid : "");
+}
+
+/* Any failure of resp, or 0 when it is a complete 2xx response. */
+static int
+s3_response_failed(const struct s3_op *op, const struct http_response *resp,
+    struct s3_error *err)
+{
+	if (resp->fail != HTTP_FAIL_NONE) {
+		s3_error_from_fail(op, resp, err);
+		return -1;
+	}
+	if (resp->status < 200 || resp->status > 299) {
+		s3_error_from_status(op, resp, err);
+		return -1;
+	}
+	return 0;
+}
+
+static int64_t
+s3_parse_int64(const char *s)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL || !isdigit((unsigned char)*s))
+		return -1;
+	v = strtoll(s, &end, 10);
+	return *end == '\0' && v >= 0 ? (int64_t)v : -1;
+}
+
+static void
+s3_head_done(struct s3_op *op, const struct http_response *resp)
+{
+	struct s3_object obj;
+	struct s3_error err;
+	const char *lm;
+	time_t t;
+
+	if (resp->fail == HTTP_FAIL_NONE && resp->status == 404) {
+		op->cb.head(op->arg, 0, NULL, NULL);
+		return;
+	}
+	if (s3_response_failed(op, resp, &err) != 0) {
+		s3_op_fail(op, &err);
+		return;
+	}
+	memset(&obj, 0, sizeof(obj));
+	obj.key = op->key;
+	obj.key_len = strlen(op->key);
+	obj.size = s3_parse_int64(http_response_header(resp,
+	    "Content-Length"));
+	obj.last_modified_ms = -1;
+	if ((lm = http_response_header(resp, "Last-Modified")) != NULL &&
+	    (t = curl_getdate(lm, NULL)) != -1)
+		obj.last_modified_ms = (int64_t)t * 1000;
+	op->cb.head(op->arg, 1, &obj, NULL);
+}
+
+static void
+s3_put_done(struct s3_op *op, const struct http_response *resp)
+{
+	struct s3_error err;
+
+	if (s3_response_failed(op, resp, &err) != 0)
+		s3_op_fail(op, &err);
+	else
+		op->cb.put(op->arg, NULL);
+}
+
+static int
+s3_list_sink(void *arg, const char *data, size_t len)
+{
+	struct s3_op *op = arg;
+
+	return s3xml_list_feed(op->list, data, len) == 0 ? 0 : -1;
+}
+
+static int
+s3_list_check_keys(const struct s3_op *op, struct s3_error *err)
+{
+	size_t i, n = s3xml_list_count(op->list);
+	size_t plen = strlen(op->list_prefix);
+	const struct s3_object *o;
+
+	for (i = 0; i < n; i++) {
+		o = s3xml_list_object(op->list, i);
+		if (o->key_len < plen ||
+		    memcmp(o->key, op->list_prefix, plen) != 0) {
+			char *q = s3_key_quote(o->key);
+			s3_error_set(err, 200, 0, "bad_response", "%s: the "
+			    "listing has key %s outside the prefix", op->what,
+			    q);
+			free(q);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void
+s3_list_done(struct s3_op *op, const struct http_response *resp)
+{
+	struct s3_list_page page;
+	struct s3_error err;
+
+	if (resp->fail == HTTP_FAIL_ABORTED ||
+	    (s3_response_failed(op, resp, &err) == 0 &&
+	    s3xml_list_finish(op->list) != 0)) {
+		s3_error_set(&err, resp->status, 0, "bad_response", "%s: the "
+		    "listing does not parse: %s", op->what,
+		    s3xml_list_error(op->list));
+		s3_op_fail(op, &err);
+		return;
+	}
+	if (resp->fail != HTTP_FAIL_NONE || resp->status < 200 ||
+	    resp->status > 299 || s3_list_check_keys(op, &err) != 0) {
+		s3_op_fail(op, &err);
+		return;
+	}
+	page.x = op->list;
+	op->cb.list(op->arg, &page, NULL);
+}
+
+static int
+s3_delete_sink(void *arg, const char *data, size_t len)
+{
+	struct s3_op *op = arg;
+
+	return s3xml_delete_feed(op->del, data, len) == 0 ? 0 : -1;
+}
+
+static int
+s3_result_cmp(const void *a, const void *b)
+{
+	const struct s3_delete_result *const *x = a, *const *y = b;
+
+	return strcmp((*x)->key, (*y)->key);
+}
+
+/* One result per key asked for, in order; unmentioned keys not deleted. */
+static void
+s3_delete_report(struct s3_op *op)
+{
+	size_t i, n = s3xml_delete_count(op->del);
+	const struct s3_delete_result **sorted, **hit;
+	struct s3_delete_result *out;
+
+	sorted = xcalloc(n, sizeof(*sorted));
+	for (i = 0; i < n; i++)
+		sorted[i] = s3xml_delete_result(op->del, i);
+	qsort(sorted, n, sizeof(*sorted), s3_result_cmp);
+	out = xcalloc(op->nkeys, sizeof(*out));
+	for (i = 0; i < op->nkeys; i++) {
+		struct s3_delete_result want = { .key = op->keys[i] };
+		const struct s3_delete_result *wp = &want;
+
+		hit = n > 0 ? bsearch(&wp, sorted, n, sizeof(*sorted),
+		    s3_result_cmp) : NULL;
+		if (hit != NULL)
+			out[i] = **hit;
+		else {
+			out[i].code = "missing_result";
+			out[i].message = "the DeleteObjects response does not "
+			    "mention this key";
+		}
+		out[i].key = op->keys[i];
+	}
+	op->cb.del(op->arg, out, op->nkeys, NULL);
+	free(out);
+	free(sorted);
+}
+
+static void
+s3_delete_done(struct s3_op *op, const struct http_response *resp)
+{
+	struct s3_error err;
+
+	if (resp->fail == HTTP_FAIL_ABORTED ||
+	    (s3_response_failed(op, resp, &err) == 0 &&
+	    s3xml_delete_finish(op->del) != 0)) {
+		s3_error_set(&err, resp->status, 0, "bad_response", "%s: the "
+		    "response does not parse, so no key is known to be "
+		    "deleted: %s", op->what, s3xml_delete_error(op->del));
+		s3_op_fail(op, &err);
+		return;
+	}
+	if (resp->fail != HTTP_FAIL_NONE || resp->status < 200 ||
+	    resp->status > 299) {
+		s3_op_fail(op, &err);
+		return;
+	}
+	s3_delete_report(op);
+}
+
+/* http_done_cb for every operation. */
+static void
+s3_op_done(void *arg, const struct http_response *resp)
+{
+	struct s3_op *op = arg;
+	struct s3_client *c = op->client;
+
+	if (c == NULL) {		/* already told: cancelled */
+		s3_op_free(op);
+		return;
+	}
+	TAILQ_REMOVE(&c->live, op, entry);
+	c->busy++;
+	switch (op->kind) {
+	case S3_OP_HEAD:
+		s3_head_done(op, resp);
+		break;
+	case S3_OP_PUT:
+		s3_put_done(op, resp);
+		break;
+	case S3_OP_LIST:
+		s3_list_done(op, resp);
+		break;
+	case S3_OP_DELETE:
+		s3_delete_done(op, resp);
+		break;
+	}
+	s3_op_free(op);
+	s3_leave(c);
+}
+
+/* Hand op to http.c; the body, if any, is copied. */
+static int
+s3_send(struct s3_op *op, const void *body, size_t len, http_sink_cb *sink)
+{
+	struct s3_client *c = op->client;
+	struct http_request *r;
+	char *url;
+
+	url = xasprintf("%s%s%s%s", c->origin, op->path,
+	    op->query != NULL ? "?" : "", op->query != NULL ? op->query : "");
+	r = http_request_new(op->method, url);
+	free(url);
+	if (body != NULL)
+		http_request_set_body(r, body, len);
+	if (sink != NULL)
+		http_request_set_sink(r, sink, op);
+	http_request_set_start(r, s3_sign_cb, op);
+	TAILQ_INSERT_TAIL(&c->live, op, entry);
+	if (http_submit(c->http, r, s3_op_done, op) != 0) {
+		TAILQ_REMOVE(&c->live, op, entry);
+		s3_op_free(op);
+		return -1;
+	}
+	return 0;
+}
+
+int
+s3_head(struct s3_client *c, const char *key, s3_head_cb *cb, void *arg)
+{
+	struct s3_op *op;
+	const char *code, *why;
+
+	if (c->doomed)
+		return -1;
+	op = s3_op_new(c, S3_OP_HEAD, arg);
+	op->cb.head = cb;
+	op->what = s3_what("HEAD", key);
+	if ((code = s3_key_refusal(c, key, &why)) != NULL)
+		return s3_refuse(op, code, "%s: refused: %s", op->what, why);
+	op->method = "HEAD";
+	op->key = xstrdup(key);
+	op->path = s3_object_path(c, key);
+	sha256_hex("", 0, op->payload_hash);
+	return s3_send(op, NULL, 0, NULL);
+}
+
+int
+s3_put(struct s3_client *c, const char *key, const void *body, size_t len,
+    const char *content_type, s3_put_cb *cb, void *arg)
+{
+	struct s3_op *op;
+	const char *code, *why;
+
+	if (c->doomed)
+		return -1;
+	op = s3_op_new(c, S3_OP_PUT, arg);
+	op->cb.put = cb;
+	op->what = s3_what("PUT", key);
+	if ((code = s3_key_refusal(c, key, &why)) != NULL)
+		return s3_refuse(op, code, "%s: refused: %s", op->what, why);
+	op->method = "PUT";
+	op->path = s3_object_path(c, key);
+	op->content_type = xstrdup(content_type != NULL ? content_type :
+	    "application/octet-stream");
+	sha256_hex(body, len, op->payload_hash);
+	return s3_send(op, body != NULL ? body : "", len, NULL);
+}
+
+static char *
+s3_list_query(const char *prefix, const char *token, const char *start_after,
+    int max_keys)
+{
+	struct buf b;
+
+	buf_init(&b);
+	buf_adds(&b, "list-type=2&prefix=");
+	s3_add_escaped(&b, prefix, 0);
+	buf_addf(&b, "&max-keys=%d&encoding-type=url", max_keys);
+	if (token != NULL) {
+		buf_adds(&b, "&continuation-token=");
+		s3_add_escaped(&b, token, 0);
+	}
+	if (start_after != NULL) {
+		buf_adds(&b, "&start-after=");
+		s3_add_escaped(&b, start_after, 0);
+	}
+	return buf_steal(&b);
+}
+
+int
+s3_list(struct s3_client *c, const char *prefix, const char *token,
+    const char *start_after, int max_keys, s3_list_cb *cb, void *arg)
+{
+	struct s3_op *op;
+	const char *why;
+
+	if (c->doomed)
+		return -1;
+	op = s3_op_new(c, S3_OP_LIST, arg);
+	op->cb.list = cb;
+	op->what = s3_what("ListObjectsV2", prefix);
+	if (strncmp(prefix, c->prefix, strlen(c->prefix)) != 0)
+		return s3_refuse(op, "outside_prefix", "%s: refused: the "
+		    "prefix is not under the cube prefix", op->what);
+	if ((why = key_unsafe_reason(prefix, strlen(prefix))) != NULL)
+		return s3_refuse(op, "unsafe_key", "%s: refused: %s",
+		    op->what, why);
+	if (max_keys < 1 || max_keys > S3_MAX_LIST_KEYS)
+		return s3_refuse(op, "bad_argument", "%s: max-keys %d is not "
+		    "between 1 and %d", op->what, max_keys, S3_MAX_LIST_KEYS);
+	op->method = "GET";
+	op->list_prefix = xstrdup(prefix);
+	op->path = s3_bucket_path(c);
+	op->query = s3_list_query(prefix, token, start_after, max_keys);
+	op->list = s3xml_list_create();
+	sha256_hex("", 0, op->payload_hash);
+	return s3_send(op, NULL, 0, s3_list_sink);
+}
+
+static void
+s3_add_xml_escaped(struct buf *b, const char *s)
+{
+	for (; *s != '\0'; s++) {
+		switch (*s) {
+		case '&':
+			buf_adds(b, "&amp;");
+			break;
+		case '<':
+			buf_adds(b, "&lt;");
+			break;
+		case '>':
+			buf_adds(b, "&gt;");
+			break;
+		case '"':
+			buf_adds(b, "&quot;");
+			break;
+		case '\'':
+			buf_adds(b, "&apos;");
+			break;
+		default:
+			buf_add(b, s, 1);
+		}
+	}
+}
+
+static char *
+s3_delete_body(const char *const *keys, size_t n)
+{
+	struct buf b;
+	size_t i;
+
+	buf_init(&b);
+	buf_adds(&b, "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	    "<Quiet>false</Quiet>");
+	for (i = 0; i < n; i++) {
+		buf_adds(&b, "<Object><Key>");
+		s3_add_xml_escaped(&b, keys[i]);
+		buf_adds(&b, "</Key></Object>");
+	}
+	buf_adds(&b, "</Delete>");
+	return buf_steal(&b);
+}
+
+static char *
+s3_delete_what(const char *const *keys, size_t n)
+{
+	char *q, *s;
+
+	if (n == 0)
+		return xstrdup("DeleteObjects of no key");
+	q = s3_key_quote(keys[0]);
+	if (n == 1)
+		s = xasprintf("DeleteObjects of %s", q);
+	else
+		s = xasprintf("DeleteObjects of %zu keys from %s", n, q);
+	free(q);
+	return s;
+}
+
+int
+s3_delete_objects(struct s3_client *c, const char *const *keys, size_t n,
+    s3_delete_cb *cb, void *arg)
+{
+	struct s3_op *op;
+	const char *code, *why;
+	char *body, *q;
+	size_t i;
+	int rc;
+
+	if (c->doomed)
+		return -1;
+	op = s3_op_new(c, S3_OP_DELETE, arg);
+	op->cb.del = cb;
+	op->what = s3_delete_what(keys, n);
+	if (n == 0 || n > S3_MAX_DELETE)
+		return s3_refuse(op, "bad_argument", "%s: DeleteObjects takes "
+		    "1 to %d keys", op->what, S3_MAX_DELETE);
+	for (i = 0; i < n; i++) {
+		if ((code = s3_key_refusal(c, keys[i], &why)) == NULL)
+			continue;
+		q = s3_key_quote(keys[i]);
+		rc = s3_refuse(op, code, "%s: refused, nothing sent: key %s: "
+		    "%s", op->what, q, why);
+		free(q);
+		return rc;
+	}
+	op->method = "POST";
+	op->path = s3_bucket_path(c);
+	op->query = xstrdup("delete");
+	op->keys = xcalloc(n, sizeof(*op->keys));
+	for (i = 0; i < n; i++)
+		op->keys[op->nkeys++] = xstrdup(keys[i]);
+	op->content_type = xstrdup("application/xml");
+	body = s3_delete_body(keys, n);
+	md5_base64(body, strlen(body), op->content_md5);
+	sha256_hex(body, strlen(body), op->payload_hash);
+	op->del = s3xml_delete_create();
+	rc = s3_send(op, body, strlen(body), s3_delete_sink);
+	free(body);
+	return rc;
+}
+
+struct s3_client *
+s3_client_new(struct event_base *base, const struct storage_url *u,
+    const struct s3_creds *cr)
+{
+	struct s3_client *c;
+
+	c = xcalloc(1, sizeof(*c));
+	c->base = base;
+	c->http = http_new(base);
+	c->origin = xasprintf("%s://%s", u->scheme, u->host_header);
+	c->host_header = xstrdup(u->host_header);
+	if (u->virtual_hosted)
+		c->bucket_path = xstrdup("");
+	else {
+		struct buf b;
+
+		buf_init(&b);
+		buf_add(&b, "/", 1);
+		s3_add_escaped(&b, u->bucket, 0);
+		c->bucket_path = buf_steal(&b);
+	}
+	c->prefix = xstrdup(u->prefix);
+	c->region = xstrdup(u->region);
+	c->access_key_id = xstrdup(cr->access_key_id);
+	c->secret_access_key = xstrdup(cr->secret_access_key);
+	if (cr->session_token != NULL && cr->session_token[0] != '\0')
+		c->session_token = xstrdup(cr->session_token);
+	TAILQ_INIT(&c->deferred);
+	TAILQ_INIT(&c->live);
+	if ((c->defer_ev = event_new(base, -1, 0, s3_defer_cb, c)) == NULL)
+		fatal("cannot create the S3 client's event");
+	return c;
+}
+
+/* Tell every pending callback "cancelled", now. */
+static void
+s3_cancel_all(struct s3_client *c)
+{
+	struct s3_error err;
+	struct s3_op *op;
+
+	while ((op = TAILQ_FIRST(&c->deferred)) != NULL) {
+		TAILQ_REMOVE(&c->deferred, op, entry);
+		s3_op_fail(op, &op->early);
+		s3_op_free(op);
+	}
+	while ((op = TAILQ_FIRST(&c->live)) != NULL) {
+		TAILQ_REMOVE(&c->live, op, entry);
+		op->client = NULL;	/* http.c frees it later */
+		s3_error_set(&err, 0, 1, "cancelled", "%s: cancelled: the "
+		    "S3 client is shutting down", op->what);
+		s3_op_fail(op, &err);
+	}
+}
+
+static void
+s3_secret_free(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+static void
+s3_really_free(struct s3_client *c)
+{
+	http_free(c->http);
+	event_free(c->defer_ev);
+	free(c->origin);
+	free(c->host_header);
+	free(c->bucket_path);
+	free(c->prefix);
+	free(c->region);
+	free(c->access_key_id);
+	s3_secret_free(c->secret_access_key);
+	s3_secret_free(c->session_token);
+	free(c);
+}
+
+void
+s3_client_free(struct s3_client *c)
+{
+	if (c == NULL || c->doomed)
+		return;
+	c->doomed = 1;
+	c->busy++;
+	s3_cancel_all(c);
+	s3_leave(c);
+}

@@ -295,6 +295,11 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 		goto out;
 	}
 	if ((dup = find_duplicate_key(root, 0)) != NULL) {
+		const cJSON *id = cJSON_GetObjectItemCaseSensitive(root, "id");
+		/* The id is still worth reporting when it is not the dup. */
+		if (strcmp(dup, "id") != 0 && cJSON_IsString(id) &&
+		    text_ok(id->valuestring, TASK_ID_MAX))
+			strlcpy_(err->id, id->valuestring, sizeof(err->id));
 		reject(err, "duplicate_key", "key '%.64s' appears twice", dup);
 		goto out;
 	}

@@ -1,0 +1,49 @@
+#ifndef CLIPSWEEP_QUEUE_H
+#define CLIPSWEEP_QUEUE_H
+
+#include <stddef.h>
+
+#include "util.h"
+
+struct redis;
+
+/*
+ * The wire protocol's Redis keys (docs/PROTOCOL.md).  All are under the
+ * namespace, "clipsweep" by default.  Owned by the struct.
+ */
+struct queue_keys {
+	char	*ns;
+	char	*jobs;		/* <ns>:queue:jobs */
+	char	*sweeps;	/* <ns>:queue:sweeps */
+	char	*processing;	/* <ns>:processing:<worker-id> */
+	char	*dead;		/* <ns>:dead */
+	char	*results;	/* <ns>:results (pub/sub channel) */
+	char	*results_log;	/* <ns>:results:log (stream) */
+};
+
+#define QUEUE_RESULT_TTL_S	(7 * 24 * 3600)
+#define QUEUE_RESULTS_LOG_MAX	"10000"
+
+void queue_keys_init(struct queue_keys *, const char *ns,
+    const char *worker_id);
+void queue_keys_free(struct queue_keys *);
+/* <ns>:queue:<name>, for --queues; caller frees. */
+char *queue_key_for(const struct queue_keys *, const char *name);
+/* <ns>:result:<id>; caller frees. */
+char *queue_result_key(const struct queue_keys *, const char *id);
+
+/* ok is 1 when the whole transaction ran. */
+typedef void queue_done_cb(void *arg, int ok);
+
+/*
+ * Publish a result and acknowledge the message, atomically (MULTI/EXEC):
+ * store it at <ns>:result:<id> for 7 days, PUBLISH it, append it to the
+ * results stream, and remove raw from the processing list.  With dead set,
+ * the dead letter is pushed in the same transaction; result may then be
+ * NULL (a message without an id has no result).
+ */
+int queue_finish(struct redis *, const struct queue_keys *, const char *id,
+    const char *result, const char *dead, const char *raw, size_t rawlen,
+    queue_done_cb *, void *arg) MUST_CHECK;
+
+#endif

@@ -1,0 +1,174 @@
+# shellcheck shell=bash
+# tests/integration/lib.sh: TAP output and fixtures for end-to-end tests.
+#
+# The servers come from scripts/test (REDIS_URL, DATABASE_URL, S3_ENDPOINT,
+# ...).  Each test gets its own Redis namespace, PostgreSQL schema and cube
+# prefix, so tests run in parallel against the same servers.  Effects are
+# checked with independent tools: redis-cli, psql and Debian's aws.
+
+set -uo pipefail
+
+T_N=0
+T_FAILED=0
+T_NAME=$(basename "$0" .sh)
+T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BIN=${CLIPSWEEP_BUILD:?CLIPSWEEP_BUILD must point at the build directory}
+WORKER=$BIN/worker/clipsweep-worker
+CLI=$BIN/producer/clipsweep
+AWS=/usr/bin/aws
+T_TMP=$(mktemp -d "/tmp/clipsweep-$T_NAME.XXXXXX")
+T_PIDS=()
+
+skip_all() {
+  echo "1..0 # SKIP $*"
+  exit 0
+}
+
+for v in REDIS_URL DATABASE_URL S3_ENDPOINT; do
+  [ -n "${!v:-}" ] || skip_all "$v is not set (run through scripts/test)"
+done
+
+ok() { # STATUS DESCRIPTION
+  T_N=$((T_N + 1))
+  if [ "$1" -eq 0 ]; then
+    echo "ok $T_N - $2"
+  else
+    echo "not ok $T_N - $2"
+    T_FAILED=$((T_FAILED + 1))
+  fi
+}
+
+check() { # DESCRIPTION COMMAND...
+  local d=$1 rc=0
+  shift
+  "$@" >/dev/null 2>&1 || rc=$?
+  ok "$rc" "$d"
+}
+
+is() { # GOT WANT DESCRIPTION
+  if [ "$1" == "$2" ]; then
+    ok 0 "$3"
+  else
+    ok 1 "$3"
+    printf '#   got:  %s\n#   want: %s\n' "$1" "$2"
+  fi
+}
+
+like() { # GOT SUBSTRING DESCRIPTION
+  if [[ "$1" == *"$2"* ]]; then
+    ok 0 "$3"
+  else
+    ok 1 "$3"
+    printf '#   got:  %s\n#   missing: %s\n' "$1" "$2"
+  fi
+}
+
+diag() { printf '# %s\n' "$*"; }
+
+done_testing() {
+  echo "1..$T_N"
+  [ "$T_FAILED" -eq 0 ] && [ "$T_N" -gt 0 ]
+  exit $?
+}
+
+cleanup() {
+  local p
+  for p in "${T_PIDS[@]+"${T_PIDS[@]}"}"; do
+    kill -KILL "$p" 2>/dev/null || true
+  done
+  if [ "$T_FAILED" -gt 0 ]; then
+    for f in "$T_TMP"/*.log; do
+      [ -f "$f" ] || continue
+      echo "# ----- $f"
+      tail -n 30 "$f" | sed 's/^/# /'
+    done
+  fi
+  rm -rf "$T_TMP"
+}
+trap cleanup EXIT
+
+# Per-test isolation.
+T_ID=$(echo "$T_NAME-$$" | tr -c 'a-z0-9\n' '_')
+export CLIPSWEEP_NAMESPACE="t_$T_ID"
+export CLIPSWEEP_WORKER_ID="w-$T_ID"
+CUBE="cube-$T_ID"
+export CLOUDCUBE_URL="$S3_ENDPOINT/cloud-cube/$CUBE"
+export CLOUDCUBE_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+export CLOUDCUBE_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+export CLIPSWEEP_REDIS_URL=$REDIS_URL
+export CLIPSWEEP_DATABASE_URL=$DATABASE_URL
+SCHEMA="s_$T_ID"
+export CLIPSWEEP_JOBS_TABLE="$SCHEMA.jobs"
+export CLIPSWEEP_CLIPS_TABLE="$SCHEMA.clips"
+NS=$CLIPSWEEP_NAMESPACE
+
+rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
+sql() { psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -At -c "$1"; }
+s3api() {
+  env -u AWS_CA_BUNDLE "$AWS" --endpoint-url "$S3_ENDPOINT" --output json \
+    s3api "$@"
+}
+
+make_schema() {
+  sql "CREATE SCHEMA $SCHEMA" &&
+    PGOPTIONS="-c search_path=$SCHEMA" psql "$DATABASE_URL" -X -q \
+      -v ON_ERROR_STOP=1 -f "$T_ROOT/sql/schema.sql" >/dev/null
+}
+
+# put_object KEY [CONTENT]: KEY relative to the bucket.
+put_object() {
+  local f=$T_TMP/body
+  printf '%s' "${2:-data for $1}" >"$f"
+  s3api put-object --bucket cloud-cube --key "$1" --body "$f" >/dev/null
+}
+
+# list_keys [PREFIX]: every key under the prefix, one per line, sorted.
+list_keys() {
+  s3api list-objects-v2 --bucket cloud-cube --prefix "${1:-$CUBE/}" \
+    --query 'Contents[].Key' --output text | tr '\t' '\n' |
+    grep -v '^None$' | LC_ALL=C sort
+}
+
+# start_worker [ARGS...]: runs the worker in the background, logging to
+# $T_TMP/worker.log; waits for its "started" line.  Sets WORKER_PID.
+start_worker() {
+  "$WORKER" "$@" >>"$T_TMP/worker.log" 2>&1 &
+  WORKER_PID=$!
+  T_PIDS+=("$WORKER_PID")
+  local i
+  for i in $(seq 1 100); do
+    grep -q '"msg":"started"' "$T_TMP/worker.log" 2>/dev/null && return 0
+    kill -0 "$WORKER_PID" 2>/dev/null || return 1
+    sleep 0.05
+  done
+  return 1
+}
+
+# stop_worker: SIGTERM and wait; the exit status is left in STOP_RC.
+# (Not for $(...): a subshell cannot wait for the worker.)
+stop_worker() {
+  STOP_RC=0
+  kill -TERM "$WORKER_PID" 2>/dev/null || true
+  wait "$WORKER_PID" || STOP_RC=$?
+}
+
+# wait_for COMMAND...: up to 10 s for COMMAND to succeed.
+wait_for() {
+  local i
+  for i in $(seq 1 200); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+# json FIELD < JSON: one field via python's json module (Debian python).
+json() {
+  /usr/bin/python3 -c '
+import json, sys
+v = json.load(sys.stdin)
+for part in sys.argv[1].split("."):
+    v = v[int(part)] if isinstance(v, list) else v.get(part)
+print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
+' "$1"
+}

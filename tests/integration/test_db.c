@@ -1,0 +1,700 @@
+/*
+ * common/db.c against a real PostgreSQL named by DATABASE_URL (see
+ * scripts/lib/services.sh, svc_start_postgres).  Skips when it is unset.
+ */
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "db.h"
+#include "log.h"
+#include "tap.h"
+#include "util.h"
+
+#define MAX_COLS	8
+
+struct reply {
+	int			 done;
+	int			 failed;
+	enum db_error_kind	 kind;
+	char			 sqlstate[6];
+	char			 message[512];
+	int			 ntuples;
+	int			 nfields;
+	char			*values[MAX_COLS];	/* row 0, NULL if NULL */
+	int64_t			 at_us;
+};
+
+static struct event_base *base;
+static struct evdns_base *dns;
+static const char *url;
+
+static void
+reply_clear(struct reply *r)
+{
+	int i;
+
+	for (i = 0; i < MAX_COLS; i++)
+		free(r->values[i]);
+	memset(r, 0, sizeof(*r));
+}
+
+static void
+on_reply(void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct reply *r = arg;
+	const char *v;
+	int i;
+
+	r->done++;
+	r->at_us = mono_us();
+	if (err != NULL) {
+		r->failed = 1;
+		r->kind = err->kind;
+		strlcpy_(r->sqlstate, err->sqlstate, sizeof(r->sqlstate));
+		strlcpy_(r->message, err->message, sizeof(r->message));
+		printf("# error: %s%s%s\n", err->sqlstate,
+		    err->sqlstate[0] != '\0' ? ": " : "", err->message);
+		return;
+	}
+	r->ntuples = db_ntuples(res);
+	r->nfields = db_nfields(res);
+	for (i = 0; i < r->nfields && i < MAX_COLS && r->ntuples > 0; i++)
+		if ((v = db_value(res, 0, i)) != NULL)
+			r->values[i] = xstrdup(v);
+}
+
+static void
+on_guard(evutil_socket_t fd, short what, void *arg)
+{
+	*(int *)arg = 1;
+}
+
+/* Run the loop until *count reaches want or ms pass; 1 if it did. */
+static int
+run_until(const int *count, int want, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+	struct event *guard;
+	int timed_out = 0;
+
+	guard = evtimer_new(base, on_guard, &timed_out);
+	evtimer_add(guard, &tv);
+	while (*count < want && !timed_out)
+		event_base_loop(base, EVLOOP_ONCE);
+	event_free(guard);
+	return *count >= want;
+}
+
+static void
+run_for(int ms)
+{
+	int never = 0;
+
+	(void)run_until(&never, 1, ms);
+}
+
+/* Submit sql and wait for its answer. */
+static void
+query_wait(struct db *db, struct reply *r, const char *sql, int n,
+    const char *const *params)
+{
+	reply_clear(r);
+	if (db_query(db, sql, n, params, on_reply, r) != 0) {
+		r->failed = 1;
+		strlcpy_(r->message, "db_query returned -1",
+		    sizeof(r->message));
+		r->done = 1;
+		return;
+	}
+	if (!run_until(&r->done, 1, 20000)) {
+		r->failed = 1;
+		strlcpy_(r->message, "no answer within 20 s",
+		    sizeof(r->message));
+	}
+}
+
+static double
+ms_since(int64_t t0)
+{
+	return (double)(mono_us() - t0) / 1000.0;
+}
+
+/* A port on 127.0.0.1 where nothing listens (right now). */
+static int
+free_port(void)
+{
+	struct sockaddr_in sin;
+	socklen_t len = sizeof(sin);
+	int fd, port;
+
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		fatal("free_port: cannot bind");
+	port = ntohs(sin.sin_port);
+	close(fd);
+	return port;
+}
+
+/*
+ * DATABASE_URL as key=value text with host (and port, when given)
+ * replaced; NULL when its host is not the loopback address, where
+ * "localhost" would not reach the same server.
+ */
+static char *
+conninfo_with_host(const char *host, const char *port)
+{
+	PQconninfoOption *opts, *o;
+	const char *v, *orig = NULL;
+	struct buf b;
+
+	if ((opts = PQconninfoParse(url, NULL)) == NULL)
+		return NULL;
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "host") == 0)
+			orig = o->val;
+	if (orig == NULL || (strcmp(orig, "127.0.0.1") != 0 &&
+	    strcmp(orig, "localhost") != 0)) {
+		PQconninfoFree(opts);
+		return NULL;
+	}
+	buf_init(&b);
+	for (o = opts; o->keyword != NULL; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "host") == 0 ||
+		    strcmp(o->keyword, "hostaddr") == 0 ||
+		    (port != NULL && strcmp(o->keyword, "port") == 0))
+			continue;
+		buf_addf(&b, "%s='", o->keyword);
+		for (v = o->val; *v != '\0'; v++) {
+			if (*v == '\'' || *v == '\\')
+				buf_add(&b, "\\", 1);
+			buf_add(&b, v, 1);
+		}
+		buf_adds(&b, "' ");
+	}
+	buf_addf(&b, "host='%s'", host);
+	if (port != NULL)
+		buf_addf(&b, " port='%s'", port);
+	PQconninfoFree(opts);
+	return buf_steal(&b);
+}
+
+static void
+test_params(void)
+{
+	const char *p[] = { "hello", NULL, "41",
+	    "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
+	    "it's \"quoted\" \\ ; -- drop table x" };
+	struct reply r = { 0 };
+	struct db *db;
+
+	db = db_new(base, dns, url, 1);
+	ok(db != NULL, "db_new");
+	query_wait(db, &r, "select $1::text, $2::text, $3::int + 1, $4::text, "
+	    "$5::text, octet_length($4::text)", 5, p);
+	ok(!r.failed, "parameterised query answered");
+	is_int(r.ntuples, 1, "one row");
+	is_int(r.nfields, 6, "six columns");
+	is_str(r.values[0], "hello", "text parameter");
+	ok(r.values[1] == NULL, "NULL parameter gives SQL NULL");
+	is_str(r.values[2], "42", "integer parameter");
+	is_str(r.values[3], p[3], "unicode parameter round trip");
+	is_str(r.values[4], p[4], "parameter with quotes and backslash");
+	is_int(atoi(r.values[5] != NULL ? r.values[5] : "0"),
+	    (long long)strlen(p[3]), "server saw the UTF-8 bytes");
+
+	query_wait(db, &r, "select 1 where false", 0, NULL);
+	ok(!r.failed && r.ntuples == 0, "empty result");
+	reply_clear(&r);
+	db_free(db);
+}
+
+struct many {
+	int	done;
+	int	right;
+	int	pids[8];
+	int	npids;
+};
+
+struct many_q {
+	struct many	*m;
+	int		 n;
+};
+
+static void
+on_many(void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct many_q *mq = arg;
+	struct many *m = mq->m;
+	const char *v;
+	int i, pid;
+
+	m->done++;
+	if (err != NULL || db_ntuples(res) != 1)
+		return;
+	if ((v = db_value(res, 0, 0)) != NULL && atoi(v) == mq->n * 2)
+		m->right++;
+	pid = atoi(db_value(res, 0, 1));
+	for (i = 0; i < m->npids; i++)
+		if (m->pids[i] == pid)
+			return;
+	if (m->npids < (int)nitems(m->pids))
+		m->pids[m->npids++] = pid;
+}
+
+static void
+test_many(void)
+{
+	struct many_q mq[200];
+	struct many m;
+	struct db_stats st;
+	struct db *db;
+	char num[16];
+	const char *p[1] = { num };
+	int64_t t0;
+	int i, round, submitted;
+
+	db = db_new(base, dns, url, 4);
+	for (round = 0; round < 2; round++) {
+		memset(&m, 0, sizeof(m));
+		submitted = 0;
+		t0 = mono_us();
+		for (i = 0; i < 200; i++) {
+			mq[i].m = &m;
+			mq[i].n = i;
+			snprintf(num, sizeof(num), "%d", i);
+			if (db_query(db, "select $1::int * 2, pg_backend_pid()",
+			    1, p, on_many, &mq[i]) == 0)
+				submitted++;
+		}
+		is_int(submitted, 200, "200 queries submitted");
+		ok(run_until(&m.done, 200, 20000), "all 200 answered");
+		printf("# 200 queries on a pool of 4 (%s): %.1f ms\n",
+		    round == 0 ? "cold, connecting" : "warm", ms_since(t0));
+		is_int(m.right, 200, "every answer is right for its query");
+		ok(m.npids >= 2 && m.npids <= 4, "spread over %d backends "
+		    "(at most 4)", m.npids);
+	}
+	db_get_stats(db, &st);
+	ok(st.connects <= 4, "no more than 4 connections made (%lu)",
+	    st.connects);
+	db_free(db);
+}
+
+static void
+test_errors(void)
+{
+	struct reply r = { 0 };
+	struct db_stats st;
+	struct db *db;
+
+	db = db_new(base, dns, url, 1);
+	query_wait(db, &r, "selec 1", 0, NULL);
+	ok(r.failed && r.kind == DB_ERR_QUERY, "syntax error is DB_ERR_QUERY");
+	is_str(r.sqlstate, "42601", "syntax error sqlstate");
+	ok(strstr(r.message, "syntax error") != NULL, "primary message: %s",
+	    r.message);
+
+	query_wait(db, &r, "select 1/0", 0, NULL);
+	ok(r.failed && r.kind == DB_ERR_QUERY, "division by zero is "
+	    "DB_ERR_QUERY");
+	is_str(r.sqlstate, "22012", "division by zero sqlstate");
+	is_str(r.message, "division by zero", "primary message only");
+
+	query_wait(db, &r, "select 'still fine'", 0, NULL);
+	is_str(r.values[0], "still fine", "connection usable after errors");
+	db_get_stats(db, &st);
+	is_int(st.connects, 1, "query errors do not cost the connection");
+	reply_clear(&r);
+	db_free(db);
+}
+
+static void
+test_unavailable(void)
+{
+	struct reply r = { 0 };
+	struct db_stats st;
+	struct db *db;
+	char conninfo[256];
+	int64_t t0;
+	double ms;
+
+	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d "
+	    "dbname=nope user=nope password=sekrit-pw", free_port());
+	db = db_new(base, dns, conninfo, 2);
+	db_set_timeouts(db, 1000, 0);
+	t0 = mono_us();
+	query_wait(db, &r, "select 1", 0, NULL);
+	ms = ms_since(t0);
+	ok(r.failed && r.kind == DB_ERR_UNAVAILABLE,
+	    "nothing listening gives DB_ERR_UNAVAILABLE");
+	ok(ms >= 900 && ms <= 1400, "after the 1000 ms connect timeout "
+	    "(%.0f ms)", ms);
+	is_str(r.sqlstate, "", "no sqlstate when unavailable");
+	ok(strstr(r.message, "Connection refused") != NULL,
+	    "says why: %s", r.message);
+	ok(strstr(r.message, "sekrit") == NULL, "no password in the message");
+	ok(strchr(r.message, '\n') == NULL, "message is one line");
+	db_get_stats(db, &st);
+	ok(st.connect_failures >= 3, "retried with backoff (%lu attempts)",
+	    st.connect_failures);
+	reply_clear(&r);
+	db_free(db);
+
+	ok(db_new(base, dns, "postgresql://u:pa%zzword@h/db", 1) == NULL,
+	    "bad conninfo refused (its password is not logged)");
+	ok(db_new(base, dns, "host=h pasword=x", 1) == NULL,
+	    "unknown option refused");
+}
+
+static void
+test_hostname(void)
+{
+	struct reply r = { 0 };
+	struct db_stats st;
+	struct db *db;
+	char *conninfo, port[16];
+	int64_t t0;
+	double ms;
+
+	if ((conninfo = conninfo_with_host("localhost", NULL)) == NULL) {
+		ok(1, "# SKIP DATABASE_URL host is not 127.0.0.1");
+		return;
+	}
+	db = db_new(base, dns, conninfo, 1);
+	free(conninfo);
+	query_wait(db, &r, "select host(inet_server_addr())", 0, NULL);
+	ok(!r.failed, "host name localhost works");
+	is_str(r.values[0], "127.0.0.1", "reached the server by address");
+	db_get_stats(db, &st);
+	is_int(st.resolved, 1, "the evdns + hostaddr path was taken");
+	db_free(db);
+
+	/* A host list: the first refuses, libpq moves on to the second. */
+	snprintf(port, sizeof(port), "%d,%s", free_port(),
+	    getenv("PGPORT") != NULL ? getenv("PGPORT") : "5432");
+	if ((conninfo = conninfo_with_host("127.0.0.1,localhost", port))
+	    != NULL && getenv("PGPORT") != NULL) {
+		db = db_new(base, dns, conninfo, 1);
+		query_wait(db, &r, "select 'list'", 0, NULL);
+		is_str(r.values[0], "list", "host list with per-host ports");
+		db_get_stats(db, &st);
+		is_int(st.resolved, 1, "the name in the list was resolved");
+		db_free(db);
+	} else
+		ok(1, "# SKIP no PGPORT for the host list test");
+	free(conninfo);
+
+	db = db_new(base, dns, "host=no-such-host.invalid dbname=x", 1);
+	db_set_timeouts(db, 1000, 0);
+	t0 = mono_us();
+	query_wait(db, &r, "select 1", 0, NULL);
+	ms = ms_since(t0);
+	ok(r.failed && r.kind == DB_ERR_UNAVAILABLE && ms <= 1400,
+	    "unknown host name: DB_ERR_UNAVAILABLE in %.0f ms", ms);
+	reply_clear(&r);
+	db_free(db);
+}
+
+/*
+ * A name server that never answers: the attempt ends at connect_ms with
+ * the lookup cancelled, and db_free() while a lookup runs is clean.
+ */
+static void
+test_silent_dns(void)
+{
+	struct sockaddr_in sin;
+	struct evdns_base *mute;
+	struct reply r = { 0 };
+	struct db *db;
+	socklen_t len = sizeof(sin);
+	char ns[32];
+	int64_t t0;
+	double ms;
+	int fd;
+
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd == -1 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) == -1)
+		fatal("cannot bind a UDP socket");
+	snprintf(ns, sizeof(ns), "127.0.0.1:%d", ntohs(sin.sin_port));
+	if ((mute = evdns_base_new(base, 0)) == NULL ||
+	    evdns_base_nameserver_ip_add(mute, ns) != 0)
+		fatal("evdns_base_new");
+
+	db = db_new(base, mute, "host=db.example.com dbname=x", 1);
+	db_set_timeouts(db, 500, 0);
+	t0 = mono_us();
+	query_wait(db, &r, "select 1", 0, NULL);
+	ms = ms_since(t0);
+	ok(r.failed && r.kind == DB_ERR_UNAVAILABLE && ms <= 900,
+	    "silent DNS: DB_ERR_UNAVAILABLE after %.0f ms: %s", ms, r.message);
+	/* Two timers end together: the queue wait and the attempt. */
+	ok(strstr(r.message, "within 500 ms") != NULL &&
+	    (strstr(r.message, "host name") != NULL ||
+	    strstr(r.message, "timed out") != NULL), "says it was still "
+	    "looking up the name");
+	reply_clear(&r);
+	if (db_query(db, "select 1", 0, NULL, on_reply, &r) != 0)
+		fatal("db_query");
+	run_for(50);
+	db_free(db);
+	ok(r.done == 1 && r.failed, "db_free during a lookup answers the "
+	    "query");
+	reply_clear(&r);
+	/*
+	 * libevent 2.1 finishes a cancelled lookup from the loop, touching
+	 * its evdns_base: let it run before freeing that base.
+	 */
+	run_for(20);
+	evdns_base_free(mute, 1);
+	close(fd);
+}
+
+static void
+on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(*(int *)arg)++;
+}
+
+static void
+test_not_blocked(void)
+{
+	struct timeval tv = { 0, 10000 };
+	struct reply r = { 0 };
+	struct event *tick;
+	struct db *db;
+	int ticks = 0;
+	int64_t t0;
+
+	tick = event_new(base, -1, EV_PERSIST, on_tick, &ticks);
+	event_add(tick, &tv);
+	db = db_new(base, dns, url, 1);
+	t0 = mono_us();
+	query_wait(db, &r, "select pg_sleep(0.5)", 0, NULL);
+	ok(!r.failed, "pg_sleep(0.5) answered in %.0f ms, connect included",
+	    ms_since(t0));
+	ok(ticks >= 30, "a 10 ms timer kept firing meanwhile (%d ticks)",
+	    ticks);
+	event_free(tick);
+	reply_clear(&r);
+	db_free(db);
+}
+
+static void
+test_terminated(void)
+{
+	struct reply a = { 0 }, b = { 0 }, c = { 0 };
+	struct db_stats st;
+	struct db *db;
+	int64_t t0;
+
+	db = db_new(base, dns, url, 2);
+	t0 = mono_us();
+	if (db_query(db, "select pg_sleep(3)", 0, NULL, on_reply, &a) != 0)
+		fatal("db_query");
+	run_for(400);
+	if (db_query(db, "select pg_terminate_backend(pid) from "
+	    "pg_stat_activity where query like '%pg_sleep(3)%' and "
+	    "pid <> pg_backend_pid()", 0, NULL, on_reply, &b) != 0)
+		fatal("db_query");
+	ok(run_until(&a.done, 1, 10000) && run_until(&b.done, 1, 10000),
+	    "both answered");
+	ok(a.failed && a.kind == DB_ERR_UNAVAILABLE, "the killed query gets "
+	    "DB_ERR_UNAVAILABLE");
+	ok(a.at_us - t0 < 2500000, "promptly, not after its 3 s");
+	ok(strstr(a.message, "connection lost") != NULL, "message: %s",
+	    a.message);
+	is_str(b.values[0], "t", "pg_terminate_backend found it");
+	query_wait(db, &c, "select 'after'", 0, NULL);
+	is_str(c.values[0], "after", "the next query succeeds");
+	db_get_stats(db, &st);
+	ok(st.lost >= 1, "lost connections counted (%lu)", st.lost);
+	reply_clear(&a);
+	reply_clear(&b);
+	reply_clear(&c);
+	db_free(db);
+}
+
+static void
+test_timeouts(void)
+{
+	struct reply a = { 0 }, b = { 0 };
+	struct db_stats st;
+	struct db *db;
+	int64_t t0;
+	double ms;
+
+	db = db_new(base, dns, url, 1);
+	db_set_timeouts(db, 0, 300);
+	t0 = mono_us();
+	query_wait(db, &a, "select pg_sleep(2)", 0, NULL);
+	ms = ms_since(t0);
+	ok(a.failed && a.kind == DB_ERR_UNAVAILABLE &&
+	    strstr(a.message, "timed out") != NULL,
+	    "a query past query_ms is given up: %s", a.message);
+	ok(ms < 1000, "after about 300 ms (%.0f ms)", ms);
+	query_wait(db, &a, "select 'next'", 0, NULL);
+	is_str(a.values[0], "next", "next query on a new connection");
+	db_get_stats(db, &st);
+	is_int(st.timeouts, 1, "timeouts counted");
+	db_free(db);
+
+	/* Waiting for a busy pool is bounded by connect_ms too. */
+	db = db_new(base, dns, url, 1);
+	db_set_timeouts(db, 500, 0);
+	reply_clear(&a);
+	reply_clear(&b);
+	t0 = mono_us();
+	if (db_query(db, "select pg_sleep(1)", 0, NULL, on_reply, &a) != 0 ||
+	    db_query(db, "select 1", 0, NULL, on_reply, &b) != 0)
+		fatal("db_query");
+	ok(run_until(&b.done, 1, 5000), "queued query answered");
+	ms = (double)(b.at_us - t0) / 1000.0;
+	ok(b.failed && b.kind == DB_ERR_UNAVAILABLE && ms < 900,
+	    "queued behind a busy pool: failed after %.0f ms: %s", ms,
+	    b.message);
+	ok(run_until(&a.done, 1, 5000) && !a.failed, "the running one "
+	    "finishes");
+	reply_clear(&a);
+	reply_clear(&b);
+	db_free(db);
+}
+
+struct chain {
+	struct db	*db;
+	int		 done;
+	int		 good;
+	int		 refused;
+};
+
+static void
+on_chain(void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct chain *ch = arg;
+
+	ch->done++;
+	if (err == NULL)
+		ch->good++;
+	if (ch->done < 5 && db_query(ch->db, "select 1", 0, NULL, on_chain,
+	    ch) != 0)
+		ch->refused++;
+}
+
+static void
+on_shutdown(void *arg, const struct db_result *res,
+    const struct db_error *err)
+{
+	struct chain *ch = arg;
+
+	ch->done++;
+	if (err != NULL && err->kind == DB_ERR_UNAVAILABLE &&
+	    strstr(err->message, "shutting down") != NULL)
+		ch->good++;
+	if (db_query(ch->db, "select 1", 0, NULL, on_shutdown, ch) != 0)
+		ch->refused++;
+}
+
+static void
+on_free_inside(void *arg, const struct db_result *res,
+    const struct db_error *err)
+{
+	struct chain *ch = arg;
+
+	ch->done++;
+	if (ch->db != NULL) {
+		struct db *db = ch->db;
+
+		ch->db = NULL;
+		db_free(db);
+	}
+}
+
+static void
+test_reentrancy(void)
+{
+	struct chain ch = { 0 };
+	int i;
+
+	ch.db = db_new(base, dns, url, 2);
+	if (db_query(ch.db, "select 1", 0, NULL, on_chain, &ch) != 0)
+		fatal("db_query");
+	ok(ch.done == 0, "no callback inside db_query");
+	ok(run_until(&ch.done, 5, 10000), "queries from callbacks run");
+	is_int(ch.good, 5, "all five succeeded");
+	db_free(ch.db);
+
+	/* Pending and running queries at db_free. */
+	memset(&ch, 0, sizeof(ch));
+	ch.db = db_new(base, dns, url, 2);
+	if (db_query(ch.db, "select pg_sleep(1)", 0, NULL, on_shutdown,
+	    &ch) != 0)
+		fatal("db_query");
+	run_for(200);
+	for (i = 0; i < 3; i++)
+		if (db_query(ch.db, "select 1", 0, NULL, on_shutdown, &ch) != 0)
+			fatal("db_query");
+	db_free(ch.db);
+	is_int(ch.done, 4, "db_free answers running and queued queries");
+	is_int(ch.good, 4, "with DB_ERR_UNAVAILABLE, shutting down");
+	is_int(ch.refused, 4, "db_query from those callbacks returns -1");
+
+	/* db_free from inside a callback. */
+	memset(&ch, 0, sizeof(ch));
+	ch.db = db_new(base, dns, url, 1);
+	for (i = 0; i < 3; i++)
+		if (db_query(ch.db, "select 1", 0, NULL, on_free_inside,
+		    &ch) != 0)
+			fatal("db_query");
+	ok(run_until(&ch.done, 3, 10000), "db_free inside a callback answers "
+	    "the rest");
+	run_for(50);
+	ok(ch.done == 3, "and nothing runs afterwards");
+}
+
+int
+main(void)
+{
+	if ((url = getenv("DATABASE_URL")) == NULL || url[0] == '\0') {
+		printf("1..0 # SKIP no DATABASE_URL\n");
+		return 0;
+	}
+	log_init("test_db", stderr);
+	if ((base = event_base_new()) == NULL)
+		fatal("event_base_new");
+	if ((dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+		fatal("evdns_base_new");
+
+	test_params();
+	test_many();
+	test_errors();
+	test_unavailable();
+	test_hostname();
+	test_silent_dns();
+	test_not_blocked();
+	test_terminated();
+	test_timeouts();
+	test_reentrancy();
+
+	evdns_base_free(dns, 0);
+	event_base_free(base);
+	return tap_done();
+}

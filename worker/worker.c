@@ -1,0 +1,574 @@
+#include <sys/queue.h>
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <event2/event.h>
+
+#include "b64.h"
+#include "db.h"
+#include "log.h"
+#include "queue.h"
+#include "redis.h"
+#include "s3.h"
+#include "worker.h"
+
+#define LOCK_TTL_S		15
+#define LOCK_RENEW_S		5
+#define PUBLISH_RETRY_MS	1000
+
+TAILQ_HEAD(task_run_list, task_run);
+
+struct worker {
+	struct event_base	*base;
+	struct evdns_base	*dns;
+	struct config		*cfg;
+	struct worker_options	 opt;
+	struct queue_keys	 keys;
+	char			**qkeys;
+	struct redis		*cmd;	/* results, acks, everything short */
+	struct redis		*claim;	/* blocking claims only */
+	struct db		*db;
+	struct s3_client	*s3;
+	struct task_run_list	 runs;
+	int			 inflight;
+	int			 claiming;
+	size_t			 claim_tried;
+	size_t			 rr;
+	int			 recovered;
+	int			 stopping;
+	int			 locked;
+	int			 lock_pending;
+	int			 exiting;
+	char			 lock_token[37];
+	char			*lock_key;
+	struct event		*lock_ev;
+	int64_t			 done_count;
+};
+
+static void claim_next(struct worker *);
+static void run_publish(struct task_run *);
+
+struct event_base *
+worker_base(struct worker *w)
+{
+	return w->base;
+}
+
+struct db *
+worker_db(struct worker *w)
+{
+	return w->db;
+}
+
+struct s3_client *
+worker_s3(struct worker *w)
+{
+	return w->s3;
+}
+
+const struct config *
+worker_config(struct worker *w)
+{
+	return w->cfg;
+}
+
+const struct task_kind *
+task_kind_find(enum task_type type)
+{
+	static const struct task_kind *kinds[] = {
+		&task_kind_job_cleanup,
+		&task_kind_retention_sweep,
+	};
+	size_t i;
+
+	for (i = 0; i < nitems(kinds); i++)
+		if (kinds[i]->type == type)
+			return kinds[i];
+	return NULL;
+}
+
+static void
+exit_now(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	logkv(LOG_INFO, "stopped", "worker", w->cfg->worker_id, (char *)NULL);
+	event_base_loopexit(w->base, NULL);
+}
+
+static void
+maybe_exit(struct worker *w)
+{
+	if (!w->stopping || w->inflight > 0 || w->claiming || w->exiting)
+		return;
+	w->exiting = 1;
+	/* Release the worker id so that a restart need not wait for it. */
+	if (w->locked && redis_cmd(w->cmd, exit_now, w, "EVAL",
+	    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+	    "redis.call('DEL', KEYS[1]) end return 0", "1", w->lock_key,
+	    w->lock_token, (char *)NULL) == 0)
+		return;
+	exit_now(w->cmd, NULL, w);
+}
+
+void
+worker_stop(struct worker *w, const char *why)
+{
+	if (w->stopping) {
+		logkv(LOG_WARN, "second stop request: exiting now; unfinished "
+		    "tasks stay in the processing list", "reason", why,
+		    (char *)NULL);
+		event_base_loopbreak(w->base);
+		return;
+	}
+	w->stopping = 1;
+	logkv(LOG_INFO, "stopping: no new claims, finishing tasks in flight",
+	    "reason", why, (char *)NULL);
+	maybe_exit(w);
+}
+
+/* Results and logs. */
+
+void
+task_run_error(struct task_run *tr, const char *key, const char *code,
+    const char *fmt, ...)
+{
+	cJSON *e = cJSON_CreateObject();
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (key != NULL)
+		cJSON_AddStringToObject(e, "key", key);
+	cJSON_AddStringToObject(e, "code", code);
+	cJSON_AddStringToObject(e, "message", msg);
+	cJSON_AddItemToArray(tr->errors, e);
+}
+
+static char *
+result_text(struct task_run *tr, const char *status, int64_t finished)
+{
+	cJSON *o = cJSON_CreateObject(), *item;
+	char ts[40];
+	char *s;
+
+	cJSON_AddStringToObject(o, "id", tr->task.id);
+	if (tr->task.type_name != NULL)
+		cJSON_AddStringToObject(o, "type", tr->task.type_name);
+	else
+		cJSON_AddNullToObject(o, "type");
+	cJSON_AddStringToObject(o, "status", status);
+	cJSON_AddBoolToObject(o, "dry_run", tr->task.dry_run);
+	if (tr->task.job_id != NULL)
+		cJSON_AddStringToObject(o, "job_id", tr->task.job_id);
+	while (tr->result != NULL && (item = tr->result->child) != NULL) {
+		cJSON_DetachItemViaPointer(tr->result, item);
+		cJSON_AddItemToObject(o, item->string, item);
+	}
+	format_time_ms(tr->started_ms, ts, sizeof(ts));
+	cJSON_AddStringToObject(o, "started_at", ts);
+	format_time_ms(finished, ts, sizeof(ts));
+	cJSON_AddStringToObject(o, "finished_at", ts);
+	cJSON_AddNumberToObject(o, "duration_ms",
+	    (double)((mono_us() - tr->started_us) / 1000));
+	cJSON_AddStringToObject(o, "worker", tr->w->cfg->worker_id);
+	if (tr->task.enqueued_at != NULL)
+		cJSON_AddItemToObject(o, "enqueued_at",
+		    cJSON_Duplicate(tr->task.enqueued_at, 1));
+	cJSON_AddItemToObject(o, "errors", tr->errors);
+	tr->errors = NULL;
+	s = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return s;
+}
+
+static void
+run_free(struct task_run *tr)
+{
+	task_free(&tr->task);
+	cJSON_Delete(tr->result);
+	cJSON_Delete(tr->errors);
+	if (tr->retry_ev != NULL)
+		event_free(tr->retry_ev);
+	free(tr->raw);
+	cJSON_free(tr->final);
+	free(tr->dead);
+	free(tr);
+}
+
+static void
+run_published(void *arg, int ok)
+{
+	struct task_run *tr = arg;
+	struct worker *w = tr->w;
+	struct timeval tv = { 0, PUBLISH_RETRY_MS * 1000 };
+
+	if (!ok) {
+		if (tr->publish_tries++ == 0)
+			logkv(LOG_WARN, "cannot publish the result yet; will "
+			    "retry", "task_id", tr->task.id, (char *)NULL);
+		evtimer_add(tr->retry_ev, &tv);
+		return;
+	}
+	TAILQ_REMOVE(&w->runs, tr, entry);
+	w->inflight--;
+	w->done_count++;
+	run_free(tr);
+	claim_next(w);
+	maybe_exit(w);
+}
+
+static void
+run_publish_retry(evutil_socket_t fd, short what, void *arg)
+{
+	run_publish(arg);
+}
+
+static void
+run_publish(struct task_run *tr)
+{
+	struct worker *w = tr->w;
+
+	if (queue_finish(w->cmd, &w->keys, tr->task.id[0] ? tr->task.id : NULL,
+	    tr->final, tr->dead, tr->raw, tr->rawlen, run_published, tr) != 0)
+		run_published(tr, 0);
+}
+
+void
+task_run_finish(struct task_run *tr, const char *status)
+{
+	int64_t end = now_ms();
+	char dur[32];
+
+	tr->final = result_text(tr, status, end);
+	snprintf(dur, sizeof(dur), "%lld",
+	    (long long)((mono_us() - tr->started_us) / 1000));
+	logkv(LOG_INFO, "task finished", "task_id", tr->task.id, "type",
+	    tr->task.type_name, "job_id", tr->task.job_id, "status", status,
+	    "duration_ms", dur, (char *)NULL);
+	run_publish(tr);
+}
+
+/* A message that cannot be run goes to the dead-letter list. */
+static void
+run_dead_letter(struct task_run *tr, const struct task_error *err)
+{
+	cJSON *d = cJSON_CreateObject(), *reason;
+	char ts[40];
+
+	reason = cJSON_AddObjectToObject(d, "reason");
+	cJSON_AddStringToObject(reason, "code", err->code);
+	cJSON_AddStringToObject(reason, "message", err->message);
+	if (utf8_valid(tr->raw, tr->rawlen) &&
+	    memchr(tr->raw, '\0', tr->rawlen) == NULL)
+		cJSON_AddStringToObject(d, "raw", tr->raw);
+	else {
+		char *b = b64_encode(tr->raw, tr->rawlen);
+		cJSON_AddStringToObject(d, "raw_base64", b);
+		free(b);
+	}
+	if (err->id[0] != '\0')
+		cJSON_AddStringToObject(d, "id", err->id);
+	cJSON_AddStringToObject(d, "worker", tr->w->cfg->worker_id);
+	format_time_ms(now_ms(), ts, sizeof(ts));
+	cJSON_AddStringToObject(d, "dead_at", ts);
+	tr->dead = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+
+	logkv(LOG_WARN, "message dead-lettered", "task_id",
+	    err->id[0] ? err->id : NULL, "code", err->code, "error",
+	    err->message, (char *)NULL);
+	if (err->id[0] != '\0') {
+		strlcpy_(tr->task.id, err->id, sizeof(tr->task.id));
+		task_run_error(tr, NULL, err->code, "%s", err->message);
+		tr->final = result_text(tr, "failed", now_ms());
+	}
+	run_publish(tr);
+}
+
+static void
+dispatch(struct worker *w, const char *raw, size_t len)
+{
+	struct task_run *tr = xcalloc(1, sizeof(*tr));
+	const struct task_kind *kind;
+	struct task_error err;
+
+	tr->w = w;
+	tr->raw = xstrndup(raw, len);
+	tr->rawlen = len;
+	tr->started_ms = now_ms();
+	tr->started_us = mono_us();
+	tr->errors = cJSON_CreateArray();
+	tr->result = cJSON_CreateObject();
+	tr->retry_ev = evtimer_new(w->base, run_publish_retry, tr);
+	TAILQ_INSERT_TAIL(&w->runs, tr, entry);
+	w->inflight++;
+
+	if (task_parse(raw, len, &tr->task, &err) != 0) {
+		run_dead_letter(tr, &err);
+		return;
+	}
+	if ((kind = task_kind_find(tr->task.type)) == NULL)
+		fatal("task type %s has no kind", tr->task.type_name);
+	logkv(LOG_DEBUG, "task claimed", "task_id", tr->task.id, "type",
+	    kind->name, "job_id", tr->task.job_id, (char *)NULL);
+	kind->run(tr);
+}
+
+/* Claiming. */
+
+static void
+claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct worker *w = arg;
+	size_t n = w->opt.nqueues;
+
+	w->claiming = 0;
+	if (reply == NULL)
+		return;		/* the state callback resumes claiming */
+	switch (redis_reply_type(reply)) {
+	case REDIS_R_STRING: {
+		size_t len;
+		const char *s = redis_reply_str(reply, &len);
+		w->rr = (w->rr + w->claim_tried + 1) % n;
+		w->claim_tried = 0;
+		dispatch(w, s, len);
+		break;
+	}
+	case REDIS_R_NIL:
+		w->claim_tried++;
+		break;
+	default:
+		logkv(LOG_ERROR, "claim failed", "error",
+		    redis_reply_str(reply, NULL), (char *)NULL);
+		w->claim_tried = 0;
+		w->stopping = 1;
+		break;
+	}
+	claim_next(w);
+	maybe_exit(w);
+}
+
+static void
+claim_next(struct worker *w)
+{
+	size_t n = w->opt.nqueues;
+	const char *src;
+	int rc;
+
+	if (w->claiming || w->stopping || !w->recovered || !w->locked ||
+	    w->inflight >= w->opt.concurrency || !redis_is_ready(w->claim))
+		return;
+	if (w->claim_tried >= n) {
+		w->claim_tried = 0;
+		if (w->opt.drain) {
+			if (w->inflight == 0) {
+				logkv(LOG_INFO, "queues drained", (char *)NULL);
+				w->stopping = 1;
+				maybe_exit(w);
+			}
+			return;
+		}
+		/* Every queue was empty: block on one, in turn. */
+		src = w->qkeys[w->rr];
+		w->rr = (w->rr + 1) % n;
+		w->claim_tried = n;	/* a nil reply means "start over" */
+		rc = redis_cmd(w->claim, claim_reply, w, "BLMOVE", src,
+		    w->keys.processing, "RIGHT", "LEFT", n > 1 ? "0.5" : "1",
+		    (char *)NULL);
+	} else {
+		src = w->qkeys[(w->rr + w->claim_tried) % n];
+		rc = redis_cmd(w->claim, claim_reply, w, "LMOVE", src,
+		    w->keys.processing, "RIGHT", "LEFT", (char *)NULL);
+	}
+	if (rc == 0)
+		w->claiming = 1;
+}
+
+/*
+ * Messages left in our processing list by an earlier run of this worker
+ * id (a crash, a kill) are run again before anything new is claimed.
+ */
+static void
+recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct worker *w = arg;
+	size_t i, n;
+
+	w->claiming = 0;
+	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY)
+		return;
+	n = redis_reply_len(reply);
+	if (n > 0) {
+		char count[24];
+		snprintf(count, sizeof(count), "%zu", n);
+		logkv(LOG_INFO, "taking back unfinished messages", "count",
+		    count, "list", w->keys.processing, (char *)NULL);
+	}
+	/* Oldest first: the list grows at the left. */
+	for (i = n; i > 0; i--) {
+		size_t len;
+		const char *s = redis_reply_str(redis_reply_elem(reply, i - 1),
+		    &len);
+		if (s != NULL)
+			dispatch(w, s, len);
+	}
+	w->recovered = 1;
+	claim_next(w);
+	maybe_exit(w);
+}
+
+static void
+recover(struct worker *w)
+{
+	if (w->recovered || w->claiming || !redis_is_ready(w->cmd) ||
+	    !w->locked)
+		return;
+	if (redis_cmd(w->cmd, recover_reply, w, "LRANGE", w->keys.processing,
+	    "0", "-1", (char *)NULL) == 0)
+		w->claiming = 1;
+}
+
+/*
+ * The worker id names the processing list, so two live processes must
+ * never share one.  A lock with a short TTL, renewed while we run, lets a
+ * restarted worker take over once a crashed predecessor's lock expires.
+ */
+static const char lock_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v == false or v == ARGV[1] then "
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end "
+    "return 0";
+
+static void
+lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct worker *w = arg;
+	static int warned;
+
+	w->lock_pending = 0;
+	if (reply == NULL)
+		return;
+	if (redis_reply_type(reply) == REDIS_R_INTEGER &&
+	    redis_reply_int(reply) == 1) {
+		if (!w->locked)
+			logkv(LOG_DEBUG, "worker id locked", "key", w->lock_key,
+			    (char *)NULL);
+		w->locked = 1;
+		warned = 0;
+		recover(w);
+		claim_next(w);
+		return;
+	}
+	if (w->locked)
+		logkv(LOG_ERROR, "lost the worker id lock to another process; "
+		    "no new claims", "worker", w->cfg->worker_id, (char *)NULL);
+	else if (!warned++)
+		logkv(LOG_WARN, "worker id is in use by another live process; "
+		    "waiting for it (set CLIPSWEEP_WORKER_ID to run several "
+		    "workers on one host)", "worker", w->cfg->worker_id,
+		    (char *)NULL);
+	w->locked = 0;
+	maybe_exit(w);
+}
+
+static void
+lock_renew(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	char ttl[16];
+
+	if (w->stopping && w->inflight == 0)
+		return;
+	snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_S);
+	if (!w->lock_pending && redis_cmd(w->cmd, lock_reply, w, "EVAL",
+	    lock_script, "1", w->lock_key, w->lock_token, ttl,
+	    (char *)NULL) == 0)
+		w->lock_pending = 1;
+}
+
+static void
+redis_state(struct redis *r, int up, void *arg)
+{
+	struct worker *w = arg;
+
+	if (!up)
+		return;
+	if (r == w->cmd)
+		lock_renew(-1, 0, w);
+	claim_next(w);
+}
+
+struct worker *
+worker_new(struct event_base *base, struct evdns_base *dns,
+    struct config *cfg, const struct worker_options *opt)
+{
+	struct worker *w = xcalloc(1, sizeof(*w));
+	struct s3_creds creds;
+	struct timeval tv = { LOCK_RENEW_S, 0 };
+	size_t i;
+
+	w->base = base;
+	w->dns = dns;
+	w->cfg = cfg;
+	w->opt = *opt;
+	TAILQ_INIT(&w->runs);
+	queue_keys_init(&w->keys, cfg->namespace, cfg->worker_id);
+	w->qkeys = xcalloc(opt->nqueues, sizeof(*w->qkeys));
+	for (i = 0; i < opt->nqueues; i++)
+		w->qkeys[i] = queue_key_for(&w->keys, opt->queues[i]);
+	w->lock_key = xasprintf("%s:worker:%s", cfg->namespace,
+	    cfg->worker_id);
+	uuid_v4(w->lock_token);
+	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
+	evtimer_add(w->lock_ev, &tv);
+
+	w->cmd = redis_new(base, dns, &cfg->redis, "commands");
+	w->claim = redis_new(base, dns, &cfg->redis, "claims");
+	redis_set_state_cb(w->cmd, redis_state, w);
+	redis_set_state_cb(w->claim, redis_state, w);
+	w->db = db_new(base, dns, cfg->database_url, 4);
+	creds.access_key_id = cfg->access_key_id;
+	creds.secret_access_key = cfg->secret_access_key;
+	creds.session_token = cfg->session_token;
+	w->s3 = s3_client_new(base, &cfg->storage, &creds);
+	return w;
+}
+
+void
+worker_start(struct worker *w)
+{
+	redis_connect(w->cmd);
+	redis_connect(w->claim);
+}
+
+void
+worker_free(struct worker *w)
+{
+	struct task_run *tr;
+	size_t i;
+
+	if (w == NULL)
+		return;
+	while ((tr = TAILQ_FIRST(&w->runs)) != NULL) {
+		TAILQ_REMOVE(&w->runs, tr, entry);
+		run_free(tr);
+	}
+	redis_free(w->cmd);
+	redis_free(w->claim);
+	db_free(w->db);
+	s3_client_free(w->s3);
+	for (i = 0; i < w->opt.nqueues; i++)
+		free(w->qkeys[i]);
+	free(w->qkeys);
+	queue_keys_free(&w->keys);
+	event_free(w->lock_ev);
+	free(w->lock_key);
+	free(w);
+}
