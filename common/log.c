@@ -37,6 +37,13 @@ log_set_json(int on)
 	log_json = on;
 }
 
+void
+log_set_default_level(enum log_level lvl)
+{
+	if (getenv("CLIPSWEEP_LOG_LEVEL") == NULL)
+		log_min = lvl;
+}
+
 int
 log_enabled(enum log_level lvl)
 {

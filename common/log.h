@@ -14,6 +14,8 @@ enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
  */
 void log_init(const char *progname, FILE *stream);
 void log_set_json(int);
+/* Unless CLIPSWEEP_LOG_LEVEL says otherwise. */
+void log_set_default_level(enum log_level);
 int log_enabled(enum log_level);
 
 /*

@@ -604,8 +604,10 @@ redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 	}
 	if (r->tls) {
 		if ((ssl = redis_ssl_new(r)) == NULL) {
-			redis_fail(r, "TLS setup failed: %s", r->err[0] ?
-			    r->err : "SSL_new");
+			char why[sizeof(r->err)];
+			strlcpy_(why, r->err[0] ? r->err : "SSL_new",
+			    sizeof(why));
+			redis_fail(r, "TLS setup failed: %s", why);
 			return;
 		}
 		r->bev = bufferevent_openssl_socket_new(r->base, -1, ssl,

@@ -398,8 +398,8 @@ s3_sign_cb(void *arg, struct http_request *r, char *err, size_t errlen)
 		rc = s3_add_headers(r, op, &sig);
 	sigv4_signed_free(&sig);
 	if (rc != 0) {
-		snprintf(err, errlen, "%s: the request cannot be signed",
-		    op->what);
+		snprintf(err, errlen, "the request cannot be signed (bad "
+		    "credentials or storage URL)");
 		return -1;
 	}
 	c->nrequests++;

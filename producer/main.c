@@ -47,6 +47,8 @@ main(int argc, char **argv)
 
 	log_init("clipsweep", stderr);
 	log_set_json(0);
+	/* The CLI says what failed itself; library warnings would repeat it. */
+	log_set_default_level(LOG_ERROR);
 	if (argc < 2) {
 		usage(stderr);
 		return EX_USAGE;

@@ -87,15 +87,24 @@ cleanup_finish(struct cleanup *c, const char *status)
 }
 
 static void
-add_message(struct task_run *tr, int dry_run, long long count,
-    long long bytes, long long retained)
+add_message(struct task_run *tr, long long count, long long bytes,
+    long long absent, long long kept, long long retained)
 {
-	char msg[200];
+	char msg[256];
+	struct buf b;
 
-	snprintf(msg, sizeof(msg), "%s %lld file%s (%.2f MB), retained %lld "
-	    "clip%s", dry_run ? "Would delete" : "Deleted", count,
-	    count == 1 ? "" : "s", (double)bytes / (1024.0 * 1024.0), retained,
+	buf_init(&b);
+	buf_addf(&b, "%s %lld file%s (%.2f MB)", tr->task.dry_run ?
+	    "Would delete" : "Deleted", count, count == 1 ? "" : "s",
+	    (double)bytes / (1024.0 * 1024.0));
+	if (absent > 0)
+		buf_addf(&b, ", %lld already gone", absent);
+	if (kept > 0)
+		buf_addf(&b, ", kept %lld still referenced", kept);
+	buf_addf(&b, ", retained %lld clip%s", retained,
 	    retained == 1 ? "" : "s");
+	strlcpy_(msg, b.data, sizeof(msg));
+	buf_free(&b);
 	cJSON_AddStringToObject(tr->result, "message", msg);
 }
 
@@ -105,7 +114,7 @@ cleanup_report(struct cleanup *c, const int *deleted, const char *status)
 {
 	struct task_run *tr = c->tr;
 	cJSON *keys = cJSON_CreateArray(), *kept = cJSON_CreateArray();
-	long long count = 0, absent = 0, bytes = 0;
+	long long count = 0, absent = 0, bytes = 0, nkept = 0;
 	int i;
 
 	for (i = 0; i < c->ncand; i++) {
@@ -115,6 +124,7 @@ cleanup_report(struct cleanup *c, const int *deleted, const char *status)
 			cJSON_AddStringToObject(o, "key", k->key);
 			cJSON_AddStringToObject(o, "reason", "referenced");
 			cJSON_AddItemToArray(kept, o);
+			nkept++;
 		} else if (!k->failed && !k->present)
 			absent++;
 		else if (deleted[i]) {
@@ -123,7 +133,7 @@ cleanup_report(struct cleanup *c, const int *deleted, const char *status)
 			bytes += k->size;
 		}
 	}
-	add_message(tr, tr->task.dry_run, count, bytes, c->total_clips);
+	add_message(tr, count, bytes, absent, nkept, c->total_clips);
 	cJSON_AddItemToObject(tr->result, "deleted_keys", keys);
 	cJSON_AddNumberToObject(tr->result, "deleted_count", (double)count);
 	cJSON_AddNumberToObject(tr->result, "already_absent_count",
@@ -160,7 +170,7 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
 			if (strcmp(c->cand[i].key, res[j].key) == 0)
 				break;
 		if (i == c->ncand)
-			continue;	/* not ours: ignore, never count */
+			continue;	/* the client reports only our keys */
 		if (res[j].deleted)
 			deleted[i] = 1;
 		else {
@@ -171,20 +181,6 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
 			errors++;
 		}
 	}
-	for (i = 0; i < c->ncand; i++)
-		if (!c->cand[i].referenced && c->cand[i].present &&
-		    !c->cand[i].failed && !deleted[i] && res != NULL) {
-			int reported = 0;
-			for (j = 0; j < n; j++)
-				if (strcmp(c->cand[i].key, res[j].key) == 0)
-					reported = 1;
-			if (!reported) {
-				task_run_error(c->tr, c->cand[i].key,
-				    "not_reported", "the storage's reply did "
-				    "not mention this key");
-				errors++;
-			}
-		}
 	for (i = 0; i < c->ncand; i++)
 		if (c->cand[i].failed)
 			errors++;
@@ -234,7 +230,8 @@ cleanup_head_done(void *arg, int found, const struct s3_object *obj,
 		    err->code, err->message[0] ? ": " : "", err->message);
 	} else if (found) {
 		k->present = 1;
-		k->size = obj != NULL ? obj->size : 0;
+		/* A HEAD without Content-Length counts as size 0. */
+		k->size = obj != NULL && obj->size > 0 ? obj->size : 0;
 	}
 	if (--c->heads_pending == 0)
 		cleanup_delete(c);

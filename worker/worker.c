@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sysexits.h>
 
 #include <cjson/cJSON.h>
 #include <event2/event.h>
@@ -533,7 +534,9 @@ worker_new(struct event_base *base, struct evdns_base *dns,
 	w->claim = redis_new(base, dns, &cfg->redis, "claims");
 	redis_set_state_cb(w->cmd, redis_state, w);
 	redis_set_state_cb(w->claim, redis_state, w);
-	w->db = db_new(base, dns, cfg->database_url, 4);
+	if ((w->db = db_new(base, dns, cfg->database_url, 4)) == NULL)
+		fatal_code(EX_CONFIG, "configuration: the database URL cannot "
+		    "be used (see the line above)");
 	creds.access_key_id = cfg->access_key_id;
 	creds.secret_access_key = cfg->secret_access_key;
 	creds.session_token = cfg->session_token;

@@ -81,7 +81,8 @@ ttl=$(rcli TTL "$NS:result:sweep-1")
 [ "$ttl" -gt 600000 ] && [ "$ttl" -le 604800 ]
 ok $? "results are kept for 7 days (ttl $ttl)"
 is "$(rcli XLEN "$NS:results:log")" 5 "five results in the stream"
-wait_for test "$(wc -l <"$T_TMP/watch.out")" -ge 5
+watched() { [ "$(wc -l <"$T_TMP/watch.out")" -ge 5 ]; }
+wait_for watched
 is "$(wc -l <"$T_TMP/watch.out")" 5 "clipsweep watch printed every published result"
 kill -INT "$WATCH"
 rc=0

@@ -147,7 +147,7 @@ test_put_many(void)
 	ok(max_gap_us < MAX_GAP_MS * 1000, "the loop kept ticking during the "
 	    "PUTs (longest gap %lld ms)", (long long)max_gap_us / 1000);
 	printf("# PUT %d objects in %.2f s: %.0f objects/s\n", NOBJ,
-	    t0 / 1e6, rate(NOBJ, t0));
+	    (double)t0 / 1e6, rate(NOBJ, t0));
 }
 
 /* LIST */
@@ -280,7 +280,7 @@ test_list_many(void)
 	ok(keys_ok, "keys are the ones written");
 	ok(sizes_ok, "sizes are the ones written");
 	printf("# listed %zu objects in %.2f s: %.0f objects/s\n", l.n,
-	    t0 / 1e6, rate((int)l.n, t0));
+	    (double)t0 / 1e6, rate((int)l.n, t0));
 	lister_free(&l);
 
 	/* s3rver reads the whole prefix for every page: few pages here. */
@@ -477,7 +477,7 @@ test_delete(void)
 	is_int(d.deleted, 1000, "every key reported deleted");
 	ok(d.in_order, "results come in the order asked");
 	printf("# deleted 1000 objects in one request in %.2f s: %.0f "
-	    "objects/s\n", t0 / 1e6, rate(1000, t0));
+	    "objects/s\n", (double)t0 / 1e6, rate(1000, t0));
 	free_keys(keys, 1000);
 	n = aws_count("obj/");
 	is_int(n, NOBJ - 1000, "aws s3api sees %d objects left", NOBJ - 1000);
