@@ -14,7 +14,7 @@
 #include "util.h"
 
 static int PRINTF_LIKE(3, 4)
-seterr(char *err, size_t errlen, const char *fmt, ...)
+    seterr(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -40,7 +40,7 @@ static int
 parse_port(const char *s, int *port)
 {
 	char *end;
-	long v;
+	long  v;
 
 	errno = 0;
 	v = strtol(s, &end, 10);
@@ -56,16 +56,16 @@ parse_port(const char *s, int *port)
  * since a misspelt ssl_cert_reqs would silently change security.
  */
 static int
-redis_url_query(const char *query, struct redis_url *r, char *err,
-    size_t errlen)
+redis_url_query(
+    const char *query, struct redis_url *r, char *err, size_t errlen)
 {
 	char *q = xstrdup(query), *save = NULL, *tok;
-	int rc = 0;
+	int   rc = 0;
 
 	for (tok = strtok_r(q, "&", &save); tok != NULL;
-	    tok = strtok_r(NULL, "&", &save)) {
+	     tok = strtok_r(NULL, "&", &save)) {
 		char *eq = strchr(tok, '='), *val;
-		int n;
+		int   n;
 
 		if (eq == NULL) {
 			rc = seterr(err, errlen,
@@ -76,8 +76,10 @@ redis_url_query(const char *query, struct redis_url *r, char *err,
 		val = curl_easy_unescape(NULL, eq + 1, 0, &n);
 		if (val == NULL || (size_t)n != strlen(val)) {
 			curl_free(val);
-			rc = seterr(err, errlen, "redis URL option '%s' is "
-			    "badly encoded", tok);
+			rc = seterr(err, errlen,
+			    "redis URL option '%s' is "
+			    "badly encoded",
+			    tok);
 			break;
 		}
 		if (strcmp(tok, "ssl_cert_reqs") == 0) {
@@ -86,17 +88,19 @@ redis_url_query(const char *query, struct redis_url *r, char *err,
 			else if (strcasecmp(val, "required") == 0)
 				r->verify = 1;
 			else
-				rc = seterr(err, errlen, "redis URL option "
+				rc = seterr(err, errlen,
+				    "redis URL option "
 				    "ssl_cert_reqs must be none or required");
 		} else if (strcmp(tok, "ssl_ca_certs") == 0) {
 			free(r->ca_file);
 			r->ca_file = xstrdup(val);
 		} else if (strcmp(tok, "db") == 0) {
 			char *end;
-			long db = strtol(val, &end, 10);
+			long  db = strtol(val, &end, 10);
 			if (*val == '\0' || *end != '\0' || db < 0 ||
 			    db > INT_MAX)
-				rc = seterr(err, errlen, "redis URL option db "
+				rc = seterr(err, errlen,
+				    "redis URL option db "
 				    "must be a non-negative number");
 			else
 				r->db = (int)db;
@@ -112,29 +116,28 @@ redis_url_query(const char *query, struct redis_url *r, char *err,
 }
 
 static int
-redis_url_path(const char *path, struct redis_url *r, char *err,
-    size_t errlen)
+redis_url_path(const char *path, struct redis_url *r, char *err, size_t errlen)
 {
 	char *end;
-	long db;
+	long  db;
 
 	if (path == NULL || strcmp(path, "/") == 0 || *path == '\0')
 		return 0;
 	db = strtol(path + 1, &end, 10);
 	if (path[1] == '\0' || *end != '\0' || db < 0 || db > INT_MAX)
-		return seterr(err, errlen, "redis URL path must be a "
+		return seterr(err, errlen,
+		    "redis URL path must be a "
 		    "database number, like /0");
 	r->db = (int)db;
 	return 0;
 }
 
 int
-redis_url_parse(const char *url, struct redis_url *r, char *err,
-    size_t errlen)
+redis_url_parse(const char *url, struct redis_url *r, char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
-	char *scheme = NULL, *port = NULL, *path = NULL, *query = NULL;
-	int rc = -1;
+	char  *scheme = NULL, *port = NULL, *path = NULL, *query = NULL;
+	int    rc = -1;
 
 	memset(r, 0, sizeof(*r));
 	r->verify = 1;
@@ -147,7 +150,8 @@ redis_url_parse(const char *url, struct redis_url *r, char *err,
 	if (scheme != NULL && strcmp(scheme, "rediss") == 0)
 		r->tls = 1;
 	else if (scheme == NULL || strcmp(scheme, "redis") != 0) {
-		seterr(err, errlen, "redis URL scheme must be redis:// or "
+		seterr(err, errlen,
+		    "redis URL scheme must be redis:// or "
 		    "rediss://");
 		goto out;
 	}
@@ -156,7 +160,8 @@ redis_url_parse(const char *url, struct redis_url *r, char *err,
 		seterr(err, errlen, "redis URL has no host");
 		goto out;
 	}
-	/* curl keeps the brackets of an IPv6 literal; the resolver wants none. */
+	/* curl keeps the brackets of an IPv6 literal; the resolver wants none.
+	 */
 	if (r->host[0] == '[') {
 		size_t n = strlen(r->host);
 		memmove(r->host, r->host + 1, n - 2);
@@ -216,11 +221,11 @@ cloudcube_region(const char *bucket)
 	static const struct {
 		const char *bucket, *region;
 	} known[] = {
-		{ "cloud-cube", "us-east-1" },
-		{ "cloud-cube-us2", "us-east-1" },
-		{ "cloud-cube-eu", "eu-west-1" },
-		{ "cloud-cube-eu2", "eu-west-1" },
-		{ "cloud-cube-jp", "ap-northeast-1" },
+	    {"cloud-cube", "us-east-1"},
+	    {"cloud-cube-us2", "us-east-1"},
+	    {"cloud-cube-eu", "eu-west-1"},
+	    {"cloud-cube-eu2", "eu-west-1"},
+	    {"cloud-cube-jp", "ap-northeast-1"},
 	};
 	size_t i;
 
@@ -273,7 +278,7 @@ storage_split_path(const char *path, int with_bucket, struct storage_url *s,
 {
 	const char *p = path;
 	const char *why;
-	size_t n;
+	size_t	    n;
 
 	while (*p == '/')
 		p++;
@@ -281,7 +286,8 @@ storage_split_path(const char *path, int with_bucket, struct storage_url *s,
 		const char *slash = strchr(p, '/');
 		n = slash ? (size_t)(slash - p) : strlen(p);
 		if (n == 0)
-			return seterr(err, errlen, "CLOUDCUBE_URL has no bucket "
+			return seterr(err, errlen,
+			    "CLOUDCUBE_URL has no bucket "
 			    "in its path");
 		s->bucket = xstrndup(p, n);
 		p += n;
@@ -292,11 +298,12 @@ storage_split_path(const char *path, int with_bucket, struct storage_url *s,
 	while (n > 0 && p[n - 1] == '/')
 		n--;
 	if (n == 0)
-		return seterr(err, errlen, "CLOUDCUBE_URL has no cube prefix "
+		return seterr(err, errlen,
+		    "CLOUDCUBE_URL has no cube prefix "
 		    "in its path: clipsweep refuses to work on a whole bucket");
 	if ((why = key_unsafe_reason(p, n)) != NULL)
-		return seterr(err, errlen, "CLOUDCUBE_URL prefix is unsafe: %s",
-		    why);
+		return seterr(
+		    err, errlen, "CLOUDCUBE_URL prefix is unsafe: %s", why);
 	s->prefix = xasprintf("%.*s/", (int)n, p);
 	return 0;
 }
@@ -306,8 +313,8 @@ storage_url_parse(const char *url, const char *region, struct storage_url *s,
     char *err, size_t errlen)
 {
 	CURLU *u = curl_url();
-	char *port = NULL, *path = NULL, *user = NULL, *query = NULL;
-	int rc = -1;
+	char  *port = NULL, *path = NULL, *user = NULL, *query = NULL;
+	int    rc = -1;
 
 	memset(s, 0, sizeof(*s));
 	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK) {
@@ -315,14 +322,18 @@ storage_url_parse(const char *url, const char *region, struct storage_url *s,
 		goto out;
 	}
 	s->scheme = url_part(u, CURLUPART_SCHEME, 0);
-	if (s->scheme == NULL || (strcmp(s->scheme, "http") != 0 &&
-	    strcmp(s->scheme, "https") != 0)) {
-		seterr(err, errlen, "CLOUDCUBE_URL must be http:// or https://");
+	if (s->scheme == NULL ||
+	    (strcmp(s->scheme, "http") != 0 &&
+		strcmp(s->scheme, "https") != 0)) {
+		seterr(
+		    err, errlen, "CLOUDCUBE_URL must be http:// or https://");
 		goto out;
 	}
 	if ((user = url_part(u, CURLUPART_USER, 0)) != NULL) {
-		seterr(err, errlen, "CLOUDCUBE_URL must not carry credentials; "
-		    "use CLOUDCUBE_ACCESS_KEY_ID and CLOUDCUBE_SECRET_ACCESS_KEY");
+		seterr(err, errlen,
+		    "CLOUDCUBE_URL must not carry credentials; "
+		    "use CLOUDCUBE_ACCESS_KEY_ID and "
+		    "CLOUDCUBE_SECRET_ACCESS_KEY");
 		goto out;
 	}
 	if ((query = url_part(u, CURLUPART_QUERY, 0)) != NULL) {
@@ -335,16 +346,16 @@ storage_url_parse(const char *url, const char *region, struct storage_url *s,
 		seterr(err, errlen, "CLOUDCUBE_URL port is not valid");
 		goto out;
 	}
-	s->host_header = s->port ? xasprintf("%s:%d", s->host, s->port) :
-	    xstrdup(s->host);
+	s->host_header = s->port ? xasprintf("%s:%d", s->host, s->port)
+				 : xstrdup(s->host);
 	path = url_part(u, CURLUPART_PATH, CURLU_URLDECODE);
 	s->virtual_hosted = host_is_amazonaws(s->host);
 	if (s->virtual_hosted) {
 		const char *dot = strchr(s->host, '.');
 		s->bucket = xstrndup(s->host, (size_t)(dot - s->host));
 	}
-	if (storage_split_path(path ? path : "", !s->virtual_hosted, s, err,
-	    errlen) != 0)
+	if (storage_split_path(
+		path ? path : "", !s->virtual_hosted, s, err, errlen) != 0)
 		goto out;
 	if (region != NULL && *region != '\0')
 		s->region = xstrdup(region);
@@ -399,8 +410,9 @@ sql_quote_relation(const char *name)
 	const char *dot = strchr(name, '.');
 
 	if (dot == NULL)
-		return sql_ident_ok(name, strlen(name)) ?
-		    xasprintf("\"%s\"", name) : NULL;
+		return sql_ident_ok(name, strlen(name))
+		    ? xasprintf("\"%s\"", name)
+		    : NULL;
 	if (strchr(dot + 1, '.') != NULL ||
 	    !sql_ident_ok(name, (size_t)(dot - name)) ||
 	    !sql_ident_ok(dot + 1, strlen(dot + 1)))
@@ -412,7 +424,7 @@ char *
 url_redact(const char *url)
 {
 	CURLU *u = curl_url();
-	char *out = NULL, *p = NULL;
+	char  *out = NULL, *p = NULL;
 
 	if (curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME) ==
 	    CURLUE_OK) {
@@ -445,7 +457,7 @@ static char *
 default_worker_id(void)
 {
 	const char *dyno = getenv("DYNO"), *inst = getenv("CLIPSWEEP_INSTANCE");
-	char host[256];
+	char	    host[256];
 
 	if (dyno != NULL && *dyno != '\0')
 		return xstrdup(dyno);
@@ -465,11 +477,13 @@ config_tables(struct config *c, char *err, size_t errlen)
 
 	c->jobs_table = sql_quote_relation(jobs ? jobs : "jobs");
 	if (c->jobs_table == NULL)
-		return seterr(err, errlen, "CLIPSWEEP_JOBS_TABLE is not a valid "
+		return seterr(err, errlen,
+		    "CLIPSWEEP_JOBS_TABLE is not a valid "
 		    "relation name (name or schema.name)");
 	c->clips_table = sql_quote_relation(clips ? clips : "clips");
 	if (c->clips_table == NULL)
-		return seterr(err, errlen, "CLIPSWEEP_CLIPS_TABLE is not a "
+		return seterr(err, errlen,
+		    "CLIPSWEEP_CLIPS_TABLE is not a "
 		    "valid relation name (name or schema.name)");
 	return 0;
 }
@@ -485,10 +499,11 @@ config_storage(struct config *c, char *err, size_t errlen)
 	if (url == NULL)
 		return seterr(err, errlen, "CLOUDCUBE_URL is not set");
 	if (id == NULL || secret == NULL)
-		return seterr(err, errlen, "CLOUDCUBE_ACCESS_KEY_ID and "
+		return seterr(err, errlen,
+		    "CLOUDCUBE_ACCESS_KEY_ID and "
 		    "CLOUDCUBE_SECRET_ACCESS_KEY must both be set");
 	if (storage_url_parse(url, env2("CLIPSWEEP_S3_REGION", NULL),
-	    &c->storage, err, errlen) != 0)
+		&c->storage, err, errlen) != 0)
 		return -1;
 	c->access_key_id = xstrdup(id);
 	c->secret_access_key = xstrdup(secret);
@@ -505,13 +520,14 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 	if (need & CONFIG_NEED_REDIS) {
 		v = env2("CLIPSWEEP_REDIS_URL", "REDIS_URL");
 		if (redis_url_parse(v ? v : "redis://127.0.0.1:6379/0",
-		    &c->redis, err, errlen) != 0)
+			&c->redis, err, errlen) != 0)
 			goto fail;
 	}
 	if (need & CONFIG_NEED_DATABASE) {
 		v = env2("CLIPSWEEP_DATABASE_URL", "DATABASE_URL");
 		if (v == NULL) {
-			seterr(err, errlen, "CLIPSWEEP_DATABASE_URL or "
+			seterr(err, errlen,
+			    "CLIPSWEEP_DATABASE_URL or "
 			    "DATABASE_URL must be set");
 			goto fail;
 		}
@@ -520,8 +536,7 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 		if (config_tables(c, err, errlen) != 0)
 			goto fail;
 	}
-	if ((need & CONFIG_NEED_STORAGE) &&
-	    config_storage(c, err, errlen) != 0)
+	if ((need & CONFIG_NEED_STORAGE) && config_storage(c, err, errlen) != 0)
 		goto fail;
 	v = env2("CLIPSWEEP_NAMESPACE", NULL);
 	c->namespace = xstrdup(v ? v : "clipsweep");

@@ -10,54 +10,54 @@
  */
 
 struct redis_url {
-	char	*host;
-	int	 port;
-	int	 tls;
-	int	 verify;	/* 0 with ?ssl_cert_reqs=none */
-	char	*ca_file;	/* ?ssl_ca_certs=PATH, else system default */
-	char	*user;
-	char	*password;
-	int	 db;
-	char	*redacted;
+	char *host;
+	int   port;
+	int   tls;
+	int   verify;  /* 0 with ?ssl_cert_reqs=none */
+	char *ca_file; /* ?ssl_ca_certs=PATH, else system default */
+	char *user;
+	char *password;
+	int   db;
+	char *redacted;
 };
 
 struct storage_url {
-	char	*scheme;	/* http or https */
-	char	*host;		/* host name or address, no port */
-	int	 port;		/* 0 when the scheme's default */
-	char	*host_header;	/* host[:port] as sent */
-	char	*bucket;
-	char	*prefix;	/* the cube prefix, always ending in '/' */
-	int	 virtual_hosted;
-	char	*region;
-	char	*redacted;
+	char *scheme;	   /* http or https */
+	char *host;	   /* host name or address, no port */
+	int   port;	   /* 0 when the scheme's default */
+	char *host_header; /* host[:port] as sent */
+	char *bucket;
+	char *prefix; /* the cube prefix, always ending in '/' */
+	int   virtual_hosted;
+	char *region;
+	char *redacted;
 };
 
 struct config {
-	struct redis_url	 redis;
-	char			*database_url;
-	char			*database_redacted;
-	struct storage_url	 storage;
-	char			*access_key_id;
-	char			*secret_access_key;
-	char			*session_token;
-	char			*namespace;
-	char			*worker_id;
-	char			*jobs_table;	/* quoted identifier */
-	char			*clips_table;	/* quoted identifier */
+	struct redis_url   redis;
+	char		  *database_url;
+	char		  *database_redacted;
+	struct storage_url storage;
+	char		  *access_key_id;
+	char		  *secret_access_key;
+	char		  *session_token;
+	char *namespace;
+	char *worker_id;
+	char *jobs_table;  /* quoted identifier */
+	char *clips_table; /* quoted identifier */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */
-#define CONFIG_NEED_REDIS	0x01
-#define CONFIG_NEED_DATABASE	0x02
-#define CONFIG_NEED_STORAGE	0x04
+#define CONFIG_NEED_REDIS    0x01
+#define CONFIG_NEED_DATABASE 0x02
+#define CONFIG_NEED_STORAGE  0x04
 
-int redis_url_parse(const char *, struct redis_url *, char *, size_t)
-    MUST_CHECK;
+int redis_url_parse(
+    const char *, struct redis_url *, char *, size_t) MUST_CHECK;
 void redis_url_free(struct redis_url *);
 
-int storage_url_parse(const char *, const char *region, struct storage_url *,
-    char *, size_t) MUST_CHECK;
+int  storage_url_parse(const char *, const char *region, struct storage_url *,
+     char *, size_t) MUST_CHECK;
 void storage_url_free(struct storage_url *);
 
 /* Quote "name" or "schema.name" as a safe SQL identifier; NULL if invalid. */
@@ -76,7 +76,7 @@ const char *cloudcube_region(const char *bucket);
  */
 const char *key_unsafe_reason(const char *key, size_t len);
 
-int config_load(struct config *, int need, char *, size_t) MUST_CHECK;
+int  config_load(struct config *, int need, char *, size_t) MUST_CHECK;
 void config_free(struct config *);
 
 #endif

@@ -40,105 +40,105 @@
 #include "resolve.h"
 #include "util.h"
 
-#define DB_CONNECT_TIMEOUT_MS	10000
-#define DB_QUERY_TIMEOUT_MS	30000
-#define DB_BACKOFF_MIN_MS	100
-#define DB_BACKOFF_MAX_MS	5000
-#define DB_DEFAULT_PORT		5432
-#define DB_APP_NAME		"clipsweep"
+#define DB_CONNECT_TIMEOUT_MS 10000
+#define DB_QUERY_TIMEOUT_MS   30000
+#define DB_BACKOFF_MIN_MS     100
+#define DB_BACKOFF_MAX_MS     5000
+#define DB_DEFAULT_PORT	      5432
+#define DB_APP_NAME	      "clipsweep"
 
 enum db_conn_state {
-	DC_CLOSED,		/* no connection */
-	DC_RESOLVING,		/* evdns is looking up host names */
-	DC_CONNECTING,		/* PQconnectPoll() in progress */
-	DC_IDLE,		/* connected, free for a query */
-	DC_BUSY,		/* a query was sent, its result is awaited */
+	DC_CLOSED,     /* no connection */
+	DC_RESOLVING,  /* evdns is looking up host names */
+	DC_CONNECTING, /* PQconnectPoll() in progress */
+	DC_IDLE,       /* connected, free for a query */
+	DC_BUSY,       /* a query was sent, its result is awaited */
 };
 
 struct db_query {
-	TAILQ_ENTRY(db_query)	 entry;
-	char			*sql;
-	char			**params;
-	int			 nparams;
-	db_cb			*cb;
-	void			*arg;
-	int64_t			 queued_us;
+	TAILQ_ENTRY(db_query) entry;
+	char   *sql;
+	char  **params;
+	int	nparams;
+	db_cb  *cb;
+	void   *arg;
+	int64_t queued_us;
 };
 
 TAILQ_HEAD(db_query_list, db_query);
 
 /* The lookup of one entry of the host list, for one connection attempt. */
 struct db_lookup {
-	struct db_conn		*conn;
-	const char		*host;
-	struct resolve_req	*req;
-	char			 addr[INET6_ADDRSTRLEN];
-	char			 error[128];
+	struct db_conn	   *conn;
+	const char	   *host;
+	struct resolve_req *req;
+	char		    addr[INET6_ADDRSTRLEN];
+	char		    error[128];
 };
 
 struct db_conn {
-	struct db		*db;
-	enum db_conn_state	 state;
-	PGconn			*pg;
-	struct event		 io;
-	int			 io_fd;
-	short			 io_what;	/* 0 while io is not added */
-	struct event		 timer;		/* connect or query deadline */
-	int64_t			 started_us;	/* of this connection attempt */
-	struct db_lookup	*lookups;	/* nhosts, if db->lookup */
-	int			 lookups_left;
-	int			 starting;	/* inside conn_start() */
-	int			 flushing;	/* PQflush() returned 1 */
-	struct db_query		*q;		/* sent and not yet answered */
-	PGresult		*last;		/* latest result for q */
+	struct db	  *db;
+	enum db_conn_state state;
+	PGconn		  *pg;
+	struct event	   io;
+	int		   io_fd;
+	short		   io_what;    /* 0 while io is not added */
+	struct event	   timer;      /* connect or query deadline */
+	int64_t		   started_us; /* of this connection attempt */
+	struct db_lookup  *lookups;    /* nhosts, if db->lookup */
+	int		   lookups_left;
+	int		   starting; /* inside conn_start() */
+	int		   flushing; /* PQflush() returned 1 */
+	struct db_query	  *q;	     /* sent and not yet answered */
+	PGresult	  *last;     /* latest result for q */
 };
 
 struct db {
-	struct event_base	*base;
-	struct evdns_base	*dns;
-	PQconninfoOption	*opts;
-	const char		**keys;		/* options passed as they are */
-	const char		**vals;
-	int			 nkeys;
-	int			 lookup;	/* hosts has names to resolve */
-	char			**hosts;
-	int			 nhosts;
-	char			**ports;	/* port list split, if any */
-	int			 nports;
-	char			*port_spec;	/* port list as given */
+	struct event_base *base;
+	struct evdns_base *dns;
+	PQconninfoOption  *opts;
+	const char	 **keys; /* options passed as they are */
+	const char	 **vals;
+	int		   nkeys;
+	int		   lookup; /* hosts has names to resolve */
+	char		 **hosts;
+	int		   nhosts;
+	char		 **ports; /* port list split, if any */
+	int		   nports;
+	char		  *port_spec; /* port list as given */
 
-	struct db_conn		*conns;
-	int			 nconns;
-	struct db_query_list	 queue;		/* not yet sent, oldest first */
-	int			 nqueued;
-	struct event		 kick;		/* run db_dispatch() */
-	struct event		 retry;		/* end of the backoff delay */
-	struct event		 expiry;	/* oldest query's deadline */
+	struct db_conn	    *conns;
+	int		     nconns;
+	struct db_query_list queue; /* not yet sent, oldest first */
+	int		     nqueued;
+	struct event	     kick;   /* run db_dispatch() */
+	struct event	     retry;  /* end of the backoff delay */
+	struct event	     expiry; /* oldest query's deadline */
 
-	int			 connect_ms;
-	int			 query_ms;
-	int			 backoff_ms;	/* 0 while connecting works */
-	int64_t			 retry_at_us;	/* no attempt starts before */
-	int64_t			 failed_at_us;	/* last backoff step */
-	char			 last_error[256];
+	int	connect_ms;
+	int	query_ms;
+	int	backoff_ms;   /* 0 while connecting works */
+	int64_t retry_at_us;  /* no attempt starts before */
+	int64_t failed_at_us; /* last backoff step */
+	char	last_error[256];
 
-	int			 closing;
-	int			 free_pending;	/* db_free() in a callback */
-	int			 depth;		/* callbacks running */
-	struct db_stats		 stats;
+	int		closing;
+	int		free_pending; /* db_free() in a callback */
+	int		depth;	      /* callbacks running */
+	struct db_stats stats;
 };
 
 struct db_result {
-	const PGresult		*res;
+	const PGresult *res;
 };
 
-static void	db_dispatch(struct db *);
-static void	db_kick(struct db *);
-static void	conn_io_cb(evutil_socket_t, short, void *);
-static void	conn_timer_cb(evutil_socket_t, short, void *);
-static void	conn_close(struct db_conn *);
-static void	conn_connect_failed(struct db_conn *, const char *);
-static int	conn_lost(struct db_conn *, const char *);
+static void db_dispatch(struct db *);
+static void db_kick(struct db *);
+static void conn_io_cb(evutil_socket_t, short, void *);
+static void conn_timer_cb(evutil_socket_t, short, void *);
+static void conn_close(struct db_conn *);
+static void conn_connect_failed(struct db_conn *, const char *);
+static int  conn_lost(struct db_conn *, const char *);
 
 /*
  * libpq messages span lines ("...failed: Connection refused\n\tIs the
@@ -149,7 +149,7 @@ static void
 text_clean(char *out, size_t outlen, const char *in)
 {
 	size_t n = 0;
-	int space = 0, cut = 0;
+	int    space = 0, cut = 0;
 
 	for (; in != NULL && *in != '\0'; in++) {
 		if (*in == ' ' || *in == '\n' || *in == '\t' || *in == '\r') {
@@ -175,11 +175,10 @@ text_clean(char *out, size_t outlen, const char *in)
 		out[n] = '\0';
 }
 
-static void PRINTF_LIKE(4, 5)
-err_set(struct db_error *err, enum db_error_kind kind, const char *sqlstate,
-    const char *fmt, ...)
+static void PRINTF_LIKE(4, 5) err_set(struct db_error *err,
+    enum db_error_kind kind, const char *sqlstate, const char *fmt, ...)
 {
-	char tmp[1024];
+	char	tmp[1024];
 	va_list ap;
 
 	memset(err, 0, sizeof(*err));
@@ -211,10 +210,10 @@ static void
 conninfo_error(const char *perr)
 {
 	PQconninfoOption *known;
-	const char *in, *end;
-	char clean[512];
-	struct buf b;
-	size_t n;
+	const char	 *in, *end;
+	char		  clean[512];
+	struct buf	  b;
+	size_t		  n;
 
 	known = PQconninfoParse("", NULL);
 	text_clean(clean, sizeof(clean), perr != NULL ? perr : "out of memory");
@@ -254,8 +253,8 @@ static char **
 list_split(const char *s, int *np)
 {
 	const char *comma;
-	char **v;
-	int n = 1, i;
+	char	  **v;
+	int	    n = 1, i;
 
 	for (comma = s; (comma = strchr(comma, ',')) != NULL; comma++)
 		n++;
@@ -301,8 +300,8 @@ static int
 db_plan_hosts(struct db *db)
 {
 	const PQconninfoOption *o;
-	const char *host, *hostaddr, *port;
-	int n = 0;
+	const char	       *host, *hostaddr, *port;
+	int			n = 0;
 
 	host = opt_value(db->opts, "host");
 	hostaddr = opt_value(db->opts, "hostaddr");
@@ -335,9 +334,10 @@ db_plan_hosts(struct db *db)
 	for (o = db->opts; o->keyword != NULL; o++) {
 		if (o->val == NULL)
 			continue;
-		if (db->lookup && (strcmp(o->keyword, "host") == 0 ||
-		    strcmp(o->keyword, "hostaddr") == 0 ||
-		    strcmp(o->keyword, "port") == 0))
+		if (db->lookup &&
+		    (strcmp(o->keyword, "host") == 0 ||
+			strcmp(o->keyword, "hostaddr") == 0 ||
+			strcmp(o->keyword, "port") == 0))
 			continue;
 		db->keys[db->nkeys] = o->keyword;
 		db->vals[db->nkeys++] = o->val;
@@ -382,10 +382,10 @@ db_new(struct event_base *base, struct evdns_base *dns, const char *conninfo,
     int pool_size)
 {
 	PQconninfoOption *opts;
-	struct db_conn *c;
-	struct db *db;
-	char *perr = NULL;
-	int i, j;
+	struct db_conn	 *c;
+	struct db	 *db;
+	char		 *perr = NULL;
+	int		  i, j;
 
 	if ((opts = PQconninfoParse(conninfo, &perr)) == NULL) {
 		conninfo_error(perr);
@@ -503,14 +503,14 @@ void
 db_free(struct db *db)
 {
 	struct db_query *q;
-	struct db_error err;
-	int i;
+	struct db_error	 err;
+	int		 i;
 
 	if (db == NULL || db->closing)
 		return;
 	db->closing = 1;
-	err_set(&err, DB_ERR_UNAVAILABLE, NULL,
-	    "database client shutting down");
+	err_set(
+	    &err, DB_ERR_UNAVAILABLE, NULL, "database client shutting down");
 	db->depth++;
 	for (i = 0; i < db->nconns; i++) {
 		q = db->conns[i].q;
@@ -532,11 +532,11 @@ db_free(struct db *db)
 }
 
 int
-db_query(struct db *db, const char *sql, int nparams,
-    const char *const *params, db_cb *cb, void *arg)
+db_query(struct db *db, const char *sql, int nparams, const char *const *params,
+    db_cb *cb, void *arg)
 {
 	struct db_query *q;
-	int i;
+	int		 i;
 
 	if (db == NULL || db->closing)
 		return -1;
@@ -575,9 +575,8 @@ db_nfields(const struct db_result *r)
 const char *
 db_value(const struct db_result *r, int row, int col)
 {
-	if (row < 0 || row >= PQntuples(r->res) ||
-	    col < 0 || col >= PQnfields(r->res) ||
-	    PQgetisnull(r->res, row, col))
+	if (row < 0 || row >= PQntuples(r->res) || col < 0 ||
+	    col >= PQnfields(r->res) || PQgetisnull(r->res, row, col))
 		return NULL;
 	return PQgetvalue(r->res, row, col);
 }
@@ -587,7 +586,7 @@ static void
 db_wait_error(struct db *db, struct db_error *err)
 {
 	const char *why = "no connection attempt finished";
-	int i, connected = 0;
+	int	    i, connected = 0;
 
 	for (i = 0; i < db->nconns; i++) {
 		switch (db->conns[i].state) {
@@ -608,12 +607,15 @@ db_wait_error(struct db *db, struct db_error *err)
 	if (db->last_error[0] != '\0')
 		why = db->last_error;
 	if (connected > 0)
-		err_set(err, DB_ERR_UNAVAILABLE, NULL, "no free database "
-		    "connection within %d ms (%d of %d busy)", db->connect_ms,
-		    connected, db->nconns);
+		err_set(err, DB_ERR_UNAVAILABLE, NULL,
+		    "no free database "
+		    "connection within %d ms (%d of %d busy)",
+		    db->connect_ms, connected, db->nconns);
 	else
-		err_set(err, DB_ERR_UNAVAILABLE, NULL, "could not connect to "
-		    "the database within %d ms: %s", db->connect_ms, why);
+		err_set(err, DB_ERR_UNAVAILABLE, NULL,
+		    "could not connect to "
+		    "the database within %d ms: %s",
+		    db->connect_ms, why);
 }
 
 static void
@@ -632,10 +634,10 @@ db_arm_expiry(struct db *db)
 static void
 db_expiry_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct db *db = arg;
+	struct db	*db = arg;
 	struct db_query *q;
-	struct db_error err;
-	int64_t now = mono_us();
+	struct db_error	 err;
+	int64_t		 now = mono_us();
 
 	while ((q = TAILQ_FIRST(&db->queue)) != NULL &&
 	    q->queued_us + (int64_t)db->connect_ms * 1000 <= now) {
@@ -710,12 +712,12 @@ db_notice(void *arg, const char *message)
 }
 
 static void
-conn_connect(struct db_conn *c, const char *host, const char *hostaddr,
-    const char *port)
+conn_connect(
+    struct db_conn *c, const char *host, const char *hostaddr, const char *port)
 {
-	struct db *db = c->db;
+	struct db   *db = c->db;
 	const char **keys, **vals;
-	int n = db->nkeys;
+	int	     n = db->nkeys;
 
 	keys = xcalloc((size_t)n + 4, sizeof(*keys));
 	vals = xcalloc((size_t)n + 4, sizeof(*vals));
@@ -760,12 +762,12 @@ conn_connect(struct db_conn *c, const char *host, const char *hostaddr,
 static void
 conn_lookups_done(struct db_conn *c)
 {
-	struct db *db = c->db;
+	struct db	 *db = c->db;
 	struct db_lookup *lk;
-	struct buf host, addr, port;
-	char first_err[256] = "";
-	int i, kept = 0, resolved = 0, per_host_ports;
-	const char *sep;
+	struct buf	  host, addr, port;
+	char		  first_err[256] = "";
+	int		  i, kept = 0, resolved = 0, per_host_ports;
+	const char	 *sep;
 
 	per_host_ports = db->nports > 1 && db->nports == db->nhosts;
 	buf_init(&host);
@@ -810,11 +812,11 @@ conn_lookups_done(struct db_conn *c)
 }
 
 static void
-conn_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
-    const char *err)
+conn_resolved(
+    void *arg, const struct sockaddr *sa, socklen_t len, const char *err)
 {
 	struct db_lookup *lk = arg;
-	struct db_conn *c = lk->conn;
+	struct db_conn	 *c = lk->conn;
 
 	lk->req = NULL;
 	if (sa != NULL)
@@ -834,9 +836,9 @@ conn_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 static void
 conn_start(struct db_conn *c)
 {
-	struct db *db = c->db;
+	struct db	 *db = c->db;
 	struct db_lookup *lk;
-	int i;
+	int		  i;
 
 	c->started_us = mono_us();
 	timer_add(&c->timer, (int64_t)db->connect_ms * 1000);
@@ -869,9 +871,9 @@ static void
 conn_connect_failed(struct db_conn *c, const char *why)
 {
 	struct db *db = c->db;
-	int64_t now = mono_us();
-	char msg[256], retry[24];
-	int delay;
+	int64_t	   now = mono_us();
+	char	   msg[256], retry[24];
+	int	   delay;
 
 	text_clean(msg, sizeof(msg), why);
 	db->stats.connect_failures++;
@@ -887,10 +889,10 @@ conn_connect_failed(struct db_conn *c, const char *why)
 		db->failed_at_us = now;
 	}
 	snprintf(retry, sizeof(retry), "%lld",
-	    (long long)(db->retry_at_us > now ?
-	    (db->retry_at_us - now) / 1000 : 0));
-	logkv(LOG_WARN, "database connection failed", "error", msg,
-	    "retry_ms", retry, NULL);
+	    (long long)(db->retry_at_us > now ? (db->retry_at_us - now) / 1000
+					      : 0));
+	logkv(LOG_WARN, "database connection failed", "error", msg, "retry_ms",
+	    retry, NULL);
 	conn_close(c);
 	db_kick(db);
 }
@@ -950,8 +952,9 @@ static int
 sqlstate_is_disconnect(const char *sqlstate)
 {
 	/* Class 08 connection exception, 57P0x the server going away. */
-	return sqlstate != NULL && (strncmp(sqlstate, "08", 2) == 0 ||
-	    strncmp(sqlstate, "57P", 3) == 0);
+	return sqlstate != NULL &&
+	    (strncmp(sqlstate, "08", 2) == 0 ||
+		strncmp(sqlstate, "57P", 3) == 0);
 }
 
 /* The best words for a dead connection; never holds the conninfo. */
@@ -961,8 +964,8 @@ conn_error_text(struct db_conn *c)
 	const char *m;
 
 	if (c->last != NULL && PQresultStatus(c->last) == PGRES_FATAL_ERROR &&
-	    sqlstate_is_disconnect(PQresultErrorField(c->last,
-	    PG_DIAG_SQLSTATE)) &&
+	    sqlstate_is_disconnect(
+		PQresultErrorField(c->last, PG_DIAG_SQLSTATE)) &&
 	    (m = PQresultErrorField(c->last, PG_DIAG_MESSAGE_PRIMARY)) != NULL)
 		return m;
 	m = c->pg != NULL ? PQerrorMessage(c->pg) : "";
@@ -977,10 +980,10 @@ conn_error_text(struct db_conn *c)
 static int
 conn_lost(struct db_conn *c, const char *why)
 {
-	struct db *db = c->db;
+	struct db	*db = c->db;
 	struct db_query *q = c->q;
-	struct db_error err;
-	char msg[256];
+	struct db_error	 err;
+	char		 msg[256];
 
 	text_clean(msg, sizeof(msg), why != NULL ? why : conn_error_text(c));
 	c->q = NULL;
@@ -1025,7 +1028,7 @@ conn_flush(struct db_conn *c)
 static int
 conn_send(struct db_conn *c, struct db_query *q)
 {
-	struct db *db = c->db;
+	struct db      *db = c->db;
 	struct db_error err;
 
 	if (PQstatus(c->pg) != CONNECTION_OK) {
@@ -1035,14 +1038,13 @@ conn_send(struct db_conn *c, struct db_query *q)
 		return conn_lost(c, NULL);
 	}
 	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
-	    (const char *const *)q->params, NULL, NULL, 0)) {
+		(const char *const *)q->params, NULL, NULL, 0)) {
 		c->q = q;
 		if (PQstatus(c->pg) == CONNECTION_BAD)
 			return conn_lost(c, NULL);
 		/* Refused by libpq itself (too many parameters...). */
 		c->q = NULL;
-		err_set(&err, DB_ERR_QUERY, NULL, "%s",
-		    PQerrorMessage(c->pg));
+		err_set(&err, DB_ERR_QUERY, NULL, "%s", PQerrorMessage(c->pg));
 		db_kick(db);
 		return deliver(db, q, NULL, &err);
 	}
@@ -1079,12 +1081,12 @@ result_is_answer(const PGresult *r)
 static void
 conn_complete(struct db_conn *c)
 {
-	struct db *db = c->db;
+	struct db	*db = c->db;
 	struct db_query *q = c->q;
-	PGresult *r = c->last;
-	const char *primary;
-	struct db_error err;
-	int rc;
+	PGresult	*r = c->last;
+	const char	*primary;
+	struct db_error	 err;
+	int		 rc;
 
 	if (r == NULL || !result_is_answer(r)) {
 		(void)conn_lost(c, NULL);
@@ -1114,9 +1116,9 @@ conn_complete(struct db_conn *c)
 static void
 conn_abandon_copy(struct db_conn *c)
 {
-	struct db *db = c->db;
+	struct db	*db = c->db;
 	struct db_query *q = c->q;
-	struct db_error err;
+	struct db_error	 err;
 
 	c->q = NULL;
 	conn_close(c);
@@ -1207,10 +1209,10 @@ conn_io_cb(evutil_socket_t fd, short what, void *arg)
 static void
 conn_query_timeout(struct db_conn *c)
 {
-	struct db *db = c->db;
+	struct db	*db = c->db;
 	struct db_query *q = c->q;
-	struct db_error err;
-	char ms[16];
+	struct db_error	 err;
+	char		 ms[16];
 
 	c->q = NULL;
 	db->stats.timeouts++;
@@ -1219,8 +1221,10 @@ conn_query_timeout(struct db_conn *c)
 	    "timeout_ms", ms, NULL);
 	conn_close(c);
 	db_kick(db);
-	err_set(&err, DB_ERR_UNAVAILABLE, NULL, "database query timed out "
-	    "after %d ms; its connection was closed", db->query_ms);
+	err_set(&err, DB_ERR_UNAVAILABLE, NULL,
+	    "database query timed out "
+	    "after %d ms; its connection was closed",
+	    db->query_ms);
 	(void)deliver(db, q, NULL, &err);
 }
 
@@ -1228,13 +1232,15 @@ static void
 conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct db_conn *c = arg;
-	char msg[128];
+	char		msg[128];
 
 	switch (c->state) {
 	case DC_RESOLVING:
 	case DC_CONNECTING:
-		snprintf(msg, sizeof(msg), "timed out after %d ms connecting "
-		    "to the database", c->db->connect_ms);
+		snprintf(msg, sizeof(msg),
+		    "timed out after %d ms connecting "
+		    "to the database",
+		    c->db->connect_ms);
 		conn_connect_failed(c, msg);
 		break;
 	case DC_BUSY:
@@ -1250,8 +1256,8 @@ static void
 db_connect_more(struct db *db)
 {
 	struct db_conn *c;
-	int64_t now;
-	int i, want = db->nqueued;
+	int64_t		now;
+	int		i, want = db->nqueued;
 
 	for (i = 0; i < db->nconns; i++)
 		if (db->conns[i].state == DC_RESOLVING ||
@@ -1274,9 +1280,9 @@ db_connect_more(struct db *db)
 static void
 db_dispatch(struct db *db)
 {
-	struct db_conn *c;
+	struct db_conn	*c;
 	struct db_query *q;
-	int i;
+	int		 i;
 
 	if (db->closing)
 		return;

@@ -9,22 +9,22 @@ struct db;
 struct db_result;
 
 enum db_error_kind {
-	DB_ERR_UNAVAILABLE,	/* could not connect, or the connection died */
-	DB_ERR_QUERY,		/* the server rejected the query */
+	DB_ERR_UNAVAILABLE, /* could not connect, or the connection died */
+	DB_ERR_QUERY,	    /* the server rejected the query */
 };
 
 struct db_error {
-	enum db_error_kind	 kind;
-	char			 sqlstate[6];	/* empty when unavailable */
-	char			 message[512];	/* never holds a password */
+	enum db_error_kind kind;
+	char		   sqlstate[6];	 /* empty when unavailable */
+	char		   message[512]; /* never holds a password */
 };
 
 /*
  * Called once per query: with res on success (err NULL) or err on failure
  * (res NULL).  res is valid only during the callback; copy what you keep.
  */
-typedef void db_cb(void *arg, const struct db_result *res,
-    const struct db_error *err);
+typedef void db_cb(
+    void *arg, const struct db_result *res, const struct db_error *err);
 
 /*
  * A small pool of asynchronous libpq connections on the event loop.
@@ -60,11 +60,11 @@ int db_query(struct db *, const char *sql, int nparams,
 
 /* Counters since db_new(), for metrics and tests. */
 struct db_stats {
-	unsigned long	connects;	/* connections established */
-	unsigned long	connect_failures;
-	unsigned long	resolved;	/* attempts via evdns + hostaddr */
-	unsigned long	lost;		/* established connections that died */
-	unsigned long	timeouts;	/* queries cancelled after query_ms */
+	unsigned long connects; /* connections established */
+	unsigned long connect_failures;
+	unsigned long resolved; /* attempts via evdns + hostaddr */
+	unsigned long lost;	/* established connections that died */
+	unsigned long timeouts; /* queries cancelled after query_ms */
 };
 
 void db_get_stats(const struct db *, struct db_stats *);

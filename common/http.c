@@ -25,55 +25,55 @@ enum http_req_state { HR_NEW, HR_QUEUED, HR_RUNNING };
 
 struct http_request {
 	TAILQ_ENTRY(http_request) entry;
-	struct http		*http;
-	enum http_req_state	 state;
-	char			*method;
-	char			*url;
-	struct curl_slist	*headers;
-	int			 bad_header;
-	char			*body;
-	size_t			 body_len;
-	int			 has_body;
-	size_t			 body_max;
-	http_start_cb		*start;
-	void			*start_arg;
-	http_sink_cb		*sink;
-	void			*sink_arg;
-	int			 sink_refused;
-	http_done_cb		*done;
-	void			*done_arg;
+	struct http	   *http;
+	enum http_req_state state;
+	char		   *method;
+	char		   *url;
+	struct curl_slist  *headers;
+	int		    bad_header;
+	char		   *body;
+	size_t		    body_len;
+	int		    has_body;
+	size_t		    body_max;
+	http_start_cb	   *start;
+	void		   *start_arg;
+	http_sink_cb	   *sink;
+	void		   *sink_arg;
+	int		    sink_refused;
+	http_done_cb	   *done;
+	void		   *done_arg;
 
-	CURL			*easy;
-	struct buf		 resp;
-	int			 resp_truncated;
-	char			 errbuf[CURL_ERROR_SIZE];
+	CURL	  *easy;
+	struct buf resp;
+	int	   resp_truncated;
+	char	   errbuf[CURL_ERROR_SIZE];
 };
 
 TAILQ_HEAD(http_request_list, http_request);
 
 /* One socket curl asked us to watch; attached with curl_multi_assign(). */
 struct http_sock {
-	LIST_ENTRY(http_sock)	 entry;
-	curl_socket_t		 fd;
-	struct event		*ev;
+	LIST_ENTRY(http_sock) entry;
+	curl_socket_t fd;
+	struct event *ev;
 };
 
 struct http {
-	struct event_base	*base;
-	CURLM			*multi;
-	struct event		*timer_ev;
-	struct event		*defer_ev;
-	LIST_HEAD(, http_sock)	 socks;
+	struct event_base *base;
+	CURLM		  *multi;
+	struct event	  *timer_ev;
+	struct event	  *defer_ev;
+	LIST_HEAD(, http_sock) socks;
 	struct http_request_list queued;
 	struct http_request_list running;
-	struct http_request_list failed;	/* to report on the next turn */
+	struct http_request_list failed; /* to report on the next turn */
 	int			 ninflight;
 	int			 nqueued;
 	int			 timeout_ms;
 	int			 connect_timeout_ms;
 	int			 max_inflight;
-	int			 busy;		/* inside our event callbacks */
-	int			 doomed;	/* http_free() while busy */
+	int			 busy;	 /* inside our event callbacks */
+	int			 doomed; /* http_free() while busy */
 };
 
 static void http_start_queued(struct http *);
@@ -131,11 +131,11 @@ header_text_ok(const char *s)
 }
 
 int
-http_request_add_header(struct http_request *r, const char *name,
-    const char *value)
+http_request_add_header(
+    struct http_request *r, const char *name, const char *value)
 {
 	struct curl_slist *l;
-	char *line;
+	char		  *line;
 
 	if (*name == '\0' || strchr(name, ':') != NULL ||
 	    strpbrk(name, " \t") != NULL || !header_text_ok(name) ||
@@ -195,8 +195,8 @@ http_response_header(const struct http_response *resp, const char *name)
 
 	if (resp->req == NULL || resp->req->easy == NULL)
 		return NULL;
-	if (curl_easy_header(resp->req->easy, name, 0, CURLH_HEADER, -1,
-	    &h) != CURLHE_OK)
+	if (curl_easy_header(resp->req->easy, name, 0, CURLH_HEADER, -1, &h) !=
+	    CURLHE_OK)
 		return NULL;
 	return h->value;
 }
@@ -213,8 +213,8 @@ is_2xx(CURL *easy)
 static void
 http_buffer_body(struct http_request *r, const char *p, size_t n)
 {
-	size_t room = r->body_max - (r->resp.len < r->body_max ?
-	    r->resp.len : r->body_max);
+	size_t room = r->body_max -
+	    (r->resp.len < r->body_max ? r->resp.len : r->body_max);
 
 	if (n > room) {
 		n = room;
@@ -229,12 +229,12 @@ static size_t
 http_write_cb(char *p, size_t size, size_t nmemb, void *userp)
 {
 	struct http_request *r = userp;
-	size_t n = size * nmemb;
+	size_t		     n = size * nmemb;
 
 	if (r->sink != NULL && is_2xx(r->easy)) {
 		if (r->sink(r->sink_arg, p, n) != 0) {
 			r->sink_refused = 1;
-			return 0;	/* CURLE_WRITE_ERROR */
+			return 0; /* CURLE_WRITE_ERROR */
 		}
 		return n;
 	}
@@ -253,8 +253,8 @@ http_set_method(struct http_request *r)
 		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
 	if (r->has_body) {
 		/* POSTFIELDS makes curl send the body, whatever the method. */
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE,
-		    (curl_off_t)r->body_len);
+		curl_easy_setopt(
+		    e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 		curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
 	}
 }
@@ -278,8 +278,8 @@ http_setup_easy(struct http *h, struct http_request *r)
 	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)h->timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS,
-	    (long)(h->connect_timeout_ms < h->timeout_ms ?
-	    h->connect_timeout_ms : h->timeout_ms));
+	    (long)(h->connect_timeout_ms < h->timeout_ms ? h->connect_timeout_ms
+							 : h->timeout_ms));
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "clipsweep/" CLIPSWEEP_VERSION);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, http_write_cb);
@@ -326,7 +326,7 @@ static void
 http_finish(struct http_request *r, enum http_fail fail, const char *error)
 {
 	struct http_response resp;
-	long code = 0;
+	long		     code = 0;
 
 	memset(&resp, 0, sizeof(resp));
 	if (r->easy != NULL)
@@ -347,18 +347,19 @@ static void
 http_finish_curl(struct http_request *r, CURLcode rc)
 {
 	enum http_fail fail = http_classify(rc, r);
-	char msg[CURL_ERROR_SIZE + 64];
+	char	       msg[CURL_ERROR_SIZE + 64];
 
 	if (fail == HTTP_FAIL_NONE) {
 		http_finish(r, fail, NULL);
 		return;
 	}
 	if (fail == HTTP_FAIL_ABORTED)
-		snprintf(msg, sizeof(msg), "the response body was not "
+		snprintf(msg, sizeof(msg),
+		    "the response body was not "
 		    "accepted by its reader");
 	else
-		snprintf(msg, sizeof(msg), "%s", r->errbuf[0] != '\0' ?
-		    r->errbuf : curl_easy_strerror(rc));
+		snprintf(msg, sizeof(msg), "%s",
+		    r->errbuf[0] != '\0' ? r->errbuf : curl_easy_strerror(rc));
 	http_finish(r, fail, msg);
 }
 
@@ -367,13 +368,13 @@ static void
 http_check_done(struct http *h)
 {
 	struct http_request *r;
-	CURLMsg *m;
-	CURLcode rc;
-	char *priv;
-	int left;
+	CURLMsg		    *m;
+	CURLcode	     rc;
+	char		    *priv;
+	int		     left;
 
-	while (!h->doomed && (m = curl_multi_info_read(h->multi, &left)) !=
-	    NULL) {
+	while (
+	    !h->doomed && (m = curl_multi_info_read(h->multi, &left)) != NULL) {
 		if (m->msg != CURLMSG_DONE)
 			continue;
 		rc = m->data.result;
@@ -398,8 +399,8 @@ static void
 http_event_cb(evutil_socket_t fd, short kind, void *arg)
 {
 	struct http *h = arg;
-	CURLMcode mc;
-	int action = 0, running;
+	CURLMcode    mc;
+	int	     action = 0, running;
 
 	if (kind & EV_READ)
 		action |= CURL_CSELECT_IN;
@@ -418,12 +419,12 @@ static void
 http_timeout_cb(evutil_socket_t fd, short kind, void *arg)
 {
 	struct http *h = arg;
-	CURLMcode mc;
-	int running;
+	CURLMcode    mc;
+	int	     running;
 
 	h->busy++;
-	mc = curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0,
-	    &running);
+	mc = curl_multi_socket_action(
+	    h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	if (mc != CURLM_OK)
 		log_warnx("http: curl_multi_socket_action: %s",
 		    curl_multi_strerror(mc));
@@ -435,7 +436,7 @@ http_timeout_cb(evutil_socket_t fd, short kind, void *arg)
 static void
 http_defer_cb(evutil_socket_t fd, short kind, void *arg)
 {
-	struct http *h = arg;
+	struct http	    *h = arg;
 	struct http_request *r;
 
 	h->busy++;
@@ -450,7 +451,7 @@ http_defer_cb(evutil_socket_t fd, short kind, void *arg)
 static int
 http_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-	struct http *h = userp;
+	struct http   *h = userp;
 	struct timeval tv;
 
 	if (timeout_ms < 0) {
@@ -472,12 +473,12 @@ http_sock_free(struct http_sock *s)
 
 /* CURLMOPT_SOCKETFUNCTION: watch fd for what curl wants. */
 static int
-http_socket_cb(CURL *easy, curl_socket_t fd, int what, void *userp,
-    void *socketp)
+http_socket_cb(
+    CURL *easy, curl_socket_t fd, int what, void *userp, void *socketp)
 {
-	struct http *h = userp;
+	struct http	 *h = userp;
 	struct http_sock *s = socketp;
-	short kind = EV_PERSIST;
+	short		  kind = EV_PERSIST;
 
 	if (what == CURL_POLL_REMOVE) {
 		if (s != NULL)
@@ -517,7 +518,7 @@ static void
 http_start(struct http *h, struct http_request *r)
 {
 	CURLMcode mc;
-	char why[CURL_ERROR_SIZE];
+	char	  why[CURL_ERROR_SIZE];
 
 	if (r->start != NULL &&
 	    r->start(r->start_arg, r, why, sizeof(why)) != 0) {
@@ -525,7 +526,8 @@ http_start(struct http *h, struct http_request *r)
 		return;
 	}
 	if (r->bad_header) {
-		http_fail_later(h, r, "a request header has a bad name or "
+		http_fail_later(h, r,
+		    "a request header has a bad name or "
 		    "value");
 		return;
 	}
@@ -558,8 +560,7 @@ http_start_queued(struct http *h)
 }
 
 int
-http_submit(struct http *h, struct http_request *r, http_done_cb *cb,
-    void *arg)
+http_submit(struct http *h, struct http_request *r, http_done_cb *cb, void *arg)
 {
 	if (h->doomed) {
 		http_request_free(r);
@@ -579,15 +580,15 @@ http_submit(struct http *h, struct http_request *r, http_done_cb *cb,
 static void
 http_apply_limits(struct http *h)
 {
-	curl_multi_setopt(h->multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	    (long)h->max_inflight);
-	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
-	    (long)h->max_inflight);
+	curl_multi_setopt(
+	    h->multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)h->max_inflight);
+	curl_multi_setopt(
+	    h->multi, CURLMOPT_MAXCONNECTS, (long)h->max_inflight);
 }
 
 void
-http_set_limits(struct http *h, int timeout_ms, int connect_timeout_ms,
-    int max_inflight)
+http_set_limits(
+    struct http *h, int timeout_ms, int connect_timeout_ms, int max_inflight)
 {
 	if (timeout_ms > 0)
 		h->timeout_ms = timeout_ms;
@@ -625,7 +626,8 @@ http_new(struct event_base *base)
 	curl_multi_setopt(h->multi, CURLMOPT_SOCKETDATA, h);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERFUNCTION, http_timer_cb);
 	curl_multi_setopt(h->multi, CURLMOPT_TIMERDATA, h);
-	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+	curl_multi_setopt(
+	    h->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
 	http_apply_limits(h);
 	return h;
 }
@@ -639,7 +641,8 @@ http_cancel_list(struct http_request_list *list)
 		TAILQ_REMOVE(list, r, entry);
 		if (r->state == HR_RUNNING)
 			curl_multi_remove_handle(r->http->multi, r->easy);
-		http_finish(r, HTTP_FAIL_CANCELLED, "the request was cancelled");
+		http_finish(
+		    r, HTTP_FAIL_CANCELLED, "the request was cancelled");
 	}
 }
 

@@ -9,17 +9,17 @@
 
 #include "log.h"
 
-static const char *log_prog = "clipsweep";
-static FILE *log_stream;
-static int log_json;
+static const char    *log_prog = "clipsweep";
+static FILE	     *log_stream;
+static int	      log_json;
 static enum log_level log_min = LOG_INFO;
-static const char *level_names[] = { "debug", "info", "warn", "error" };
+static const char    *level_names[] = {"debug", "info", "warn", "error"};
 
 void
 log_init(const char *progname, FILE *stream)
 {
 	const char *lvl = getenv("CLIPSWEEP_LOG_LEVEL");
-	size_t i;
+	size_t	    i;
 
 	log_prog = progname;
 	log_stream = stream;
@@ -53,16 +53,16 @@ log_enabled(enum log_level lvl)
 static void
 log_emit(enum log_level lvl, const char *msg, va_list ap)
 {
-	FILE *f = log_stream != NULL ? log_stream : stderr;
+	FILE	   *f = log_stream != NULL ? log_stream : stderr;
 	const char *k, *v;
-	char ts[40];
+	char	    ts[40];
 
 	if (lvl < log_min)
 		return;
 	format_time_ms(now_ms(), ts, sizeof(ts));
 	if (log_json) {
 		cJSON *o = cJSON_CreateObject();
-		char *s;
+		char  *s;
 
 		cJSON_AddStringToObject(o, "ts", ts);
 		cJSON_AddStringToObject(o, "level", level_names[lvl]);
@@ -77,7 +77,8 @@ log_emit(enum log_level lvl, const char *msg, va_list ap)
 		cJSON_free(s);
 		cJSON_Delete(o);
 	} else {
-		fprintf(f, "%s %s: %s: %s", ts, log_prog, level_names[lvl], msg);
+		fprintf(
+		    f, "%s %s: %s: %s", ts, log_prog, level_names[lvl], msg);
 		while ((k = va_arg(ap, const char *)) != NULL) {
 			v = va_arg(ap, const char *);
 			if (v != NULL)

@@ -16,7 +16,7 @@ void log_init(const char *progname, FILE *stream);
 void log_set_json(int);
 /* Unless CLIPSWEEP_LOG_LEVEL says otherwise. */
 void log_set_default_level(enum log_level);
-int log_enabled(enum log_level);
+int  log_enabled(enum log_level);
 
 /*
  * A structured event: msg, then key/value string pairs ending with NULL.

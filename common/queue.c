@@ -44,8 +44,8 @@ queue_result_key(const struct queue_keys *k, const char *id)
 }
 
 struct queue_txn {
-	queue_done_cb	*cb;
-	void		*arg;
+	queue_done_cb *cb;
+	void	      *arg;
 };
 
 static void
@@ -64,7 +64,7 @@ queue_finish(struct redis *r, const struct queue_keys *k, const char *id,
     queue_done_cb *cb, void *arg)
 {
 	struct queue_txn *t;
-	char ttl[16];
+	char		  ttl[16];
 
 	if (redis_cmd(r, NULL, NULL, "MULTI", (char *)NULL) != 0)
 		return -1;
@@ -73,22 +73,23 @@ queue_finish(struct redis *r, const struct queue_keys *k, const char *id,
 		return -1;
 	if (result != NULL && id != NULL) {
 		char *key = queue_result_key(k, id);
-		int rc;
+		int   rc;
 
 		snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
-		rc = redis_cmd(r, NULL, NULL, "SET", key, result, "EX", ttl,
-		    (char *)NULL);
+		rc = redis_cmd(
+		    r, NULL, NULL, "SET", key, result, "EX", ttl, (char *)NULL);
 		free(key);
-		if (rc != 0 || redis_cmd(r, NULL, NULL, "PUBLISH", k->results,
-		    result, (char *)NULL) != 0 ||
+		if (rc != 0 ||
+		    redis_cmd(r, NULL, NULL, "PUBLISH", k->results, result,
+			(char *)NULL) != 0 ||
 		    redis_cmd(r, NULL, NULL, "XADD", k->results_log, "MAXLEN",
-		    "~", QUEUE_RESULTS_LOG_MAX, "*", "result", result,
-		    (char *)NULL) != 0)
+			"~", QUEUE_RESULTS_LOG_MAX, "*", "result", result,
+			(char *)NULL) != 0)
 			return -1;
 	}
 	{
-		const char *argv[4] = { "LREM", k->processing, "1", raw };
-		size_t lens[4] = { 4, strlen(k->processing), 1, rawlen };
+		const char *argv[4] = {"LREM", k->processing, "1", raw};
+		size_t	    lens[4] = {4, strlen(k->processing), 1, rawlen};
 
 		if (redis_cmd_argv(r, NULL, NULL, 4, argv, lens) != 0)
 			return -1;

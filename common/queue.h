@@ -12,20 +12,20 @@ struct redis;
  * namespace, "clipsweep" by default.  Owned by the struct.
  */
 struct queue_keys {
-	char	*ns;
-	char	*jobs;		/* <ns>:queue:jobs */
-	char	*sweeps;	/* <ns>:queue:sweeps */
-	char	*processing;	/* <ns>:processing:<worker-id> */
-	char	*dead;		/* <ns>:dead */
-	char	*results;	/* <ns>:results (pub/sub channel) */
-	char	*results_log;	/* <ns>:results:log (stream) */
+	char *ns;
+	char *jobs;	   /* <ns>:queue:jobs */
+	char *sweeps;	   /* <ns>:queue:sweeps */
+	char *processing;  /* <ns>:processing:<worker-id> */
+	char *dead;	   /* <ns>:dead */
+	char *results;	   /* <ns>:results (pub/sub channel) */
+	char *results_log; /* <ns>:results:log (stream) */
 };
 
-#define QUEUE_RESULT_TTL_S	(7 * 24 * 3600)
-#define QUEUE_RESULTS_LOG_MAX	"10000"
+#define QUEUE_RESULT_TTL_S    (7 * 24 * 3600)
+#define QUEUE_RESULTS_LOG_MAX "10000"
 
-void queue_keys_init(struct queue_keys *, const char *ns,
-    const char *worker_id);
+void queue_keys_init(
+    struct queue_keys *, const char *ns, const char *worker_id);
 void queue_keys_free(struct queue_keys *);
 /* <ns>:queue:<name>, for --queues; caller frees. */
 char *queue_key_for(const struct queue_keys *, const char *name);

@@ -25,10 +25,10 @@
 #include "resolve.h"
 #include "util.h"
 
-#define REDIS_CONNECT_TIMEOUT_MS	10000
-#define REDIS_BACKOFF_MIN_MS		100
-#define REDIS_BACKOFF_MAX_MS		5000
-#define REDIS_MAX_ARGS			64
+#define REDIS_CONNECT_TIMEOUT_MS 10000
+#define REDIS_BACKOFF_MIN_MS	 100
+#define REDIS_BACKOFF_MAX_MS	 5000
+#define REDIS_MAX_ARGS		 64
 
 enum redis_state {
 	RS_IDLE,
@@ -40,47 +40,47 @@ enum redis_state {
 
 struct redis_pending {
 	TAILQ_ENTRY(redis_pending) entry;
-	redis_cb	*cb;
-	void		*arg;
+	redis_cb *cb;
+	void	 *arg;
 };
 
 TAILQ_HEAD(redis_pending_list, redis_pending);
 
 struct redis {
-	struct event_base	*base;
-	struct evdns_base	*dns;
-	char			*name;
-	char			*host;
-	int			 port;
-	int			 tls;
-	int			 verify;
-	char			*ca_file;
-	char			*user;
-	char			*password;
-	int			 db;
+	struct event_base *base;
+	struct evdns_base *dns;
+	char		  *name;
+	char		  *host;
+	int		   port;
+	int		   tls;
+	int		   verify;
+	char		  *ca_file;
+	char		  *user;
+	char		  *password;
+	int		   db;
 
-	enum redis_state	 state;
-	struct resolve_req	*resolving;
-	struct bufferevent	*bev;
-	SSL_CTX			*ssl_ctx;
-	redisReader		*reader;
+	enum redis_state	  state;
+	struct resolve_req	 *resolving;
+	struct bufferevent	 *bev;
+	SSL_CTX			 *ssl_ctx;
+	redisReader		 *reader;
 	struct redis_pending_list pending;
-	struct event		*retry_ev;
-	struct event		*timeout_ev;
-	int			 backoff_ms;
-	int			 reconnect;
-	int			 handshake_left;
+	struct event		 *retry_ev;
+	struct event		 *timeout_ev;
+	int			  backoff_ms;
+	int			  reconnect;
+	int			  handshake_left;
 
-	redis_state_cb		*state_cb;
-	void			*state_arg;
-	char			*channel;
-	redis_cb		*sub_cb;
-	redis_msg_cb		*msg_cb;
-	void			*msg_arg;
+	redis_state_cb *state_cb;
+	void	       *state_arg;
+	char	       *channel;
+	redis_cb       *sub_cb;
+	redis_msg_cb   *msg_cb;
+	void	       *msg_arg;
 
-	int			 busy;		/* inside a callback */
-	int			 doomed;	/* redis_free() during a callback */
-	char			 err[256];
+	int  busy;   /* inside a callback */
+	int  doomed; /* redis_free() during a callback */
+	char err[256];
 };
 
 static void redis_start(struct redis *);
@@ -226,7 +226,7 @@ static void
 redis_fail_pending(struct redis *r)
 {
 	struct redis_pending_list list;
-	struct redis_pending *p;
+	struct redis_pending	 *p;
 
 	TAILQ_INIT(&list);
 	TAILQ_CONCAT(&list, &r->pending, entry);
@@ -318,8 +318,8 @@ redis_send(struct redis *r, int argc, const char **argv, const size_t *lens,
     redis_cb *cb, void *arg)
 {
 	struct redis_pending *p;
-	char *cmd;
-	int n;
+	char		     *cmd;
+	int		      n;
 
 	n = redisFormatCommandArgv(&cmd, argc, argv, lens);
 	if (n < 0)
@@ -346,9 +346,9 @@ int
 redis_cmd(struct redis *r, redis_cb *cb, void *arg, ...)
 {
 	const char *argv[REDIS_MAX_ARGS];
-	size_t lens[REDIS_MAX_ARGS];
-	va_list ap;
-	int argc = 0;
+	size_t	    lens[REDIS_MAX_ARGS];
+	va_list	    ap;
+	int	    argc = 0;
 	const char *s;
 
 	va_start(ap, arg);
@@ -376,16 +376,16 @@ redis_ready(struct redis *r)
 }
 
 static void
-redis_handshake_reply(struct redis *r, const struct redis_reply *reply,
-    void *arg)
+redis_handshake_reply(
+    struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	const char *what = arg;
 
 	if (reply == NULL)
-		return;		/* redis_fail() is already running */
+		return; /* redis_fail() is already running */
 	if (redis_reply_type(reply) == REDIS_R_ERROR) {
-		redis_fail(r, "%s failed: %.200s", what,
-		    redis_reply_str(reply, NULL));
+		redis_fail(
+		    r, "%s failed: %.200s", what, redis_reply_str(reply, NULL));
 		return;
 	}
 	if (--r->handshake_left == 0)
@@ -400,9 +400,9 @@ redis_handshake(struct redis *r)
 	r->state = RS_HANDSHAKE;
 	r->handshake_left = 0;
 	if (r->password != NULL) {
-		const char *argv[3] = { "AUTH", r->user, r->password };
-		size_t lens[3] = { 4, r->user ? strlen(r->user) : 0,
-			strlen(r->password) };
+		const char *argv[3] = {"AUTH", r->user, r->password};
+		size_t	    lens[3] = {
+			 4, r->user ? strlen(r->user) : 0, strlen(r->password)};
 		if (r->user == NULL) {
 			argv[1] = r->password;
 			lens[1] = lens[2];
@@ -412,8 +412,8 @@ redis_handshake(struct redis *r)
 		r->handshake_left++;
 	}
 	if (r->db != 0) {
-		const char *argv[2] = { "SELECT", db };
-		size_t lens[2];
+		const char *argv[2] = {"SELECT", db};
+		size_t	    lens[2];
 		snprintf(db, sizeof(db), "%d", r->db);
 		lens[0] = 6;
 		lens[1] = strlen(db);
@@ -421,16 +421,16 @@ redis_handshake(struct redis *r)
 		r->handshake_left++;
 	}
 	if (r->channel != NULL) {
-		const char *argv[2] = { "SUBSCRIBE", r->channel };
-		size_t lens[2] = { 9, strlen(r->channel) };
-		redis_send(r, 2, argv, lens, redis_handshake_reply,
-		    "SUBSCRIBE");
+		const char *argv[2] = {"SUBSCRIBE", r->channel};
+		size_t	    lens[2] = {9, strlen(r->channel)};
+		redis_send(
+		    r, 2, argv, lens, redis_handshake_reply, "SUBSCRIBE");
 		r->handshake_left++;
 	}
 	/* PING proves the server speaks RESP even with nothing else to send. */
 	if (r->handshake_left == 0) {
-		const char *argv[1] = { "PING" };
-		size_t lens[1] = { 4 };
+		const char *argv[1] = {"PING"};
+		size_t	    lens[1] = {4};
 		redis_send(r, 1, argv, lens, redis_handshake_reply, "PING");
 		r->handshake_left++;
 	}
@@ -466,11 +466,11 @@ redis_dispatch(struct redis *r, redisReply *reply)
 static void
 redis_read_cb(struct bufferevent *bev, void *arg)
 {
-	struct redis *r = arg;
-	struct evbuffer *in = bufferevent_get_input(bev);
+	struct redis	     *r = arg;
+	struct evbuffer	     *in = bufferevent_get_input(bev);
 	struct evbuffer_iovec v[16];
-	void *reply;
-	int i, n;
+	void		     *reply;
+	int		      i, n;
 
 	while (evbuffer_get_length(in) > 0) {
 		size_t fed = 0;
@@ -478,8 +478,7 @@ redis_read_cb(struct bufferevent *bev, void *arg)
 		if (n > (int)nitems(v))
 			n = (int)nitems(v);
 		for (i = 0; i < n; i++) {
-			redisReaderFeed(r->reader, v[i].iov_base,
-			    v[i].iov_len);
+			redisReaderFeed(r->reader, v[i].iov_base, v[i].iov_len);
 			fed += v[i].iov_len;
 		}
 		evbuffer_drain(in, fed);
@@ -510,8 +509,8 @@ static void
 redis_tls_error(struct redis *r, char *out, size_t outlen)
 {
 	unsigned long e;
-	SSL *ssl = bufferevent_openssl_get_ssl(r->bev);
-	long vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
+	SSL	     *ssl = bufferevent_openssl_get_ssl(r->bev);
+	long	      vr = ssl != NULL ? SSL_get_verify_result(ssl) : X509_V_OK;
 
 	out[0] = '\0';
 	if (vr != X509_V_OK) {
@@ -528,10 +527,10 @@ static void
 redis_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct redis *r = arg;
-	char why[200];
+	char	      why[200];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		int one = 1;
+		int		one = 1;
 		evutil_socket_t fd = bufferevent_getfd(bev);
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
@@ -544,8 +543,9 @@ redis_event_cb(struct bufferevent *bev, short what, void *arg)
 	if (why[0] == '\0' && (what & BEV_EVENT_ERROR) && errno != 0)
 		snprintf(why, sizeof(why), "%s", strerror(errno));
 	if (why[0] == '\0')
-		snprintf(why, sizeof(why), "%s", what & BEV_EVENT_EOF ?
-		    "connection closed by the server" : "connection error");
+		snprintf(why, sizeof(why), "%s",
+		    what & BEV_EVENT_EOF ? "connection closed by the server"
+					 : "connection error");
 	redis_fail(r, "%s:%d: %s", r->host, r->port, why);
 }
 
@@ -561,14 +561,16 @@ redis_ssl_new(struct redis *r)
 		SSL_CTX_set_min_proto_version(r->ssl_ctx, TLS1_2_VERSION);
 		if (r->verify) {
 			SSL_CTX_set_verify(r->ssl_ctx, SSL_VERIFY_PEER, NULL);
-			if (r->ca_file != NULL ?
-			    SSL_CTX_load_verify_locations(r->ssl_ctx,
-			    r->ca_file, NULL) != 1 :
-			    SSL_CTX_set_default_verify_paths(r->ssl_ctx) != 1) {
-				snprintf(r->err, sizeof(r->err), "cannot load "
-				    "CA certificates%s%s", r->ca_file ?
-				    " from " : "", r->ca_file ? r->ca_file :
-				    "");
+			if (r->ca_file != NULL
+				? SSL_CTX_load_verify_locations(
+				      r->ssl_ctx, r->ca_file, NULL) != 1
+				: SSL_CTX_set_default_verify_paths(
+				      r->ssl_ctx) != 1) {
+				snprintf(r->err, sizeof(r->err),
+				    "cannot load "
+				    "CA certificates%s%s",
+				    r->ca_file ? " from " : "",
+				    r->ca_file ? r->ca_file : "");
 				SSL_CTX_free(r->ssl_ctx);
 				r->ssl_ctx = NULL;
 				return NULL;
@@ -580,8 +582,8 @@ redis_ssl_new(struct redis *r)
 		return NULL;
 	if (host_is_numeric(r->host)) {
 		if (r->verify)
-			X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
-			    r->host);
+			X509_VERIFY_PARAM_set1_ip_asc(
+			    SSL_get0_param(ssl), r->host);
 	} else {
 		SSL_set_tlsext_host_name(ssl, r->host);
 		if (r->verify)
@@ -591,11 +593,11 @@ redis_ssl_new(struct redis *r)
 }
 
 static void
-redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
-    const char *err)
+redis_resolved(
+    void *arg, const struct sockaddr *sa, socklen_t len, const char *err)
 {
 	struct redis *r = arg;
-	SSL *ssl = NULL;
+	SSL	     *ssl = NULL;
 
 	r->resolving = NULL;
 	if (sa == NULL) {
@@ -605,8 +607,8 @@ redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 	if (r->tls) {
 		if ((ssl = redis_ssl_new(r)) == NULL) {
 			char why[sizeof(r->err)];
-			strlcpy_(why, r->err[0] ? r->err : "SSL_new",
-			    sizeof(why));
+			strlcpy_(
+			    why, r->err[0] ? r->err : "SSL_new", sizeof(why));
 			redis_fail(r, "TLS setup failed: %s", why);
 			return;
 		}
@@ -615,8 +617,8 @@ redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 		if (r->bev != NULL)
 			bufferevent_openssl_set_allow_dirty_shutdown(r->bev, 1);
 	} else
-		r->bev = bufferevent_socket_new(r->base, -1,
-		    BEV_OPT_CLOSE_ON_FREE);
+		r->bev = bufferevent_socket_new(
+		    r->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (r->bev == NULL) {
 		if (ssl != NULL)
 			SSL_free(ssl);
@@ -627,8 +629,8 @@ redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 	r->state = RS_CONNECTING;
 	bufferevent_setcb(r->bev, redis_read_cb, NULL, redis_event_cb, r);
 	bufferevent_enable(r->bev, EV_READ | EV_WRITE);
-	if (bufferevent_socket_connect(r->bev, (struct sockaddr *)sa,
-	    (int)len) != 0)
+	if (bufferevent_socket_connect(
+		r->bev, (struct sockaddr *)sa, (int)len) != 0)
 		redis_fail(r, "cannot connect to %s:%d: %s", r->host, r->port,
 		    strerror(errno));
 }
@@ -636,14 +638,14 @@ redis_resolved(void *arg, const struct sockaddr *sa, socklen_t len,
 static void
 redis_start(struct redis *r)
 {
-	struct timeval tv = { REDIS_CONNECT_TIMEOUT_MS / 1000, 0 };
+	struct timeval tv = {REDIS_CONNECT_TIMEOUT_MS / 1000, 0};
 
 	if (r->state != RS_IDLE || r->doomed)
 		return;
 	r->state = RS_RESOLVING;
 	evtimer_add(r->timeout_ev, &tv);
-	r->resolving = resolve_host(r->dns, r->host, r->port, redis_resolved,
-	    r);
+	r->resolving = resolve_host(
+	    r->dns, r->host, r->port, redis_resolved, r);
 }
 
 void
@@ -664,8 +666,8 @@ int
 redis_subscribe(struct redis *r, const char *channel, redis_msg_cb *cb,
     redis_cb *confirmed, void *arg)
 {
-	const char *argv[2] = { "SUBSCRIBE", channel };
-	size_t lens[2] = { 9, strlen(channel) };
+	const char *argv[2] = {"SUBSCRIBE", channel};
+	size_t	    lens[2] = {9, strlen(channel)};
 
 	if (r->state != RS_READY || r->channel != NULL)
 		return -1;

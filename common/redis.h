@@ -28,12 +28,12 @@ typedef void redis_state_cb(struct redis *, int up, void *arg);
 
 struct redis *redis_new(struct event_base *, struct evdns_base *,
     const struct redis_url *, const char *name);
-void redis_free(struct redis *);
-void redis_set_state_cb(struct redis *, redis_state_cb *, void *arg);
+void	      redis_free(struct redis *);
+void	      redis_set_state_cb(struct redis *, redis_state_cb *, void *arg);
 /* By default a lost connection is made again with capped backoff. */
 void redis_set_reconnect(struct redis *, int on);
 void redis_connect(struct redis *);
-int redis_is_ready(const struct redis *);
+int  redis_is_ready(const struct redis *);
 /* Why the last connection attempt or connection failed. */
 const char *redis_last_error(const struct redis *);
 
@@ -44,8 +44,8 @@ const char *redis_last_error(const struct redis *);
 int redis_cmd_argv(struct redis *, redis_cb *, void *arg, int argc,
     const char **argv, const size_t *argvlen) MUST_CHECK;
 /* The same with NUL-terminated arguments, ending with NULL. */
-int redis_cmd(struct redis *, redis_cb *, void *arg, ...)
-    MUST_CHECK __attribute__((sentinel));
+int redis_cmd(struct redis *, redis_cb *, void *arg, ...) MUST_CHECK
+    __attribute__((sentinel));
 
 /*
  * Enter subscribe mode on this connection: every message on channel is
@@ -54,8 +54,8 @@ int redis_cmd(struct redis *, redis_cb *, void *arg, ...)
  * the state callback says so (messages sent meanwhile are lost).
  * confirmed, if not NULL, gets the server's reply to SUBSCRIBE.
  */
-typedef void redis_msg_cb(struct redis *, const char *payload, size_t len,
-    void *arg);
+typedef void redis_msg_cb(
+    struct redis *, const char *payload, size_t len, void *arg);
 int redis_subscribe(struct redis *, const char *channel, redis_msg_cb *,
     redis_cb *confirmed, void *arg) MUST_CHECK;
 
@@ -71,10 +71,9 @@ enum redis_reply_type {
 enum redis_reply_type redis_reply_type(const struct redis_reply *);
 /* String, status or error text; *len may be NULL. */
 const char *redis_reply_str(const struct redis_reply *, size_t *len);
-long long redis_reply_int(const struct redis_reply *);
-size_t redis_reply_len(const struct redis_reply *);
-const struct redis_reply *redis_reply_elem(const struct redis_reply *,
-    size_t);
+long long   redis_reply_int(const struct redis_reply *);
+size_t	    redis_reply_len(const struct redis_reply *);
+const struct redis_reply *redis_reply_elem(const struct redis_reply *, size_t);
 /* True when r is NULL (connection lost) or a Redis error reply. */
 int redis_reply_failed(const struct redis_reply *);
 

@@ -12,15 +12,15 @@
 
 struct resolve_req {
 	struct evdns_getaddrinfo_request *req;
-	resolve_cb	*cb;
-	void		*arg;
+	resolve_cb			 *cb;
+	void				 *arg;
 };
 
 int
 host_is_numeric(const char *host)
 {
 	struct in6_addr a6;
-	struct in_addr a4;
+	struct in_addr	a4;
 
 	return inet_pton(AF_INET, host, &a4) == 1 ||
 	    inet_pton(AF_INET6, host, &a6) == 1;
@@ -29,9 +29,9 @@ host_is_numeric(const char *host)
 void
 sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen)
 {
-	const void *addr = sa->sa_family == AF_INET6 ?
-	    (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr :
-	    (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
+	const void *addr = sa->sa_family == AF_INET6
+	    ? (const void *)&((const struct sockaddr_in6 *)sa)->sin6_addr
+	    : (const void *)&((const struct sockaddr_in *)sa)->sin_addr;
 
 	if (inet_ntop(sa->sa_family, addr, out, (socklen_t)outlen) == NULL)
 		strlcpy_(out, "?", outlen);
@@ -43,7 +43,7 @@ resolve_done(int result, struct evutil_addrinfo *ai, void *arg)
 	struct resolve_req *r = arg;
 
 	if (r->cb == NULL)
-		;	/* cancelled: the owner is gone */
+		; /* cancelled: the owner is gone */
 	else if (result != 0 || ai == NULL)
 		r->cb(r->arg, NULL, 0, evutil_gai_strerror(result));
 	else
@@ -54,13 +54,13 @@ resolve_done(int result, struct evutil_addrinfo *ai, void *arg)
 }
 
 struct resolve_req *
-resolve_host(struct evdns_base *dns, const char *host, int port,
-    resolve_cb *cb, void *arg)
+resolve_host(struct evdns_base *dns, const char *host, int port, resolve_cb *cb,
+    void *arg)
 {
-	struct evutil_addrinfo hints;
+	struct evutil_addrinfo		  hints;
 	struct evdns_getaddrinfo_request *req;
-	struct resolve_req *r;
-	char portstr[16];
+	struct resolve_req		 *r;
+	char				  portstr[16];
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;

@@ -10,8 +10,8 @@ struct resolve_req;
  * Called once with the first address for the name, or with sa == NULL and
  * err set.  sa is valid only during the callback; copy what you keep.
  */
-typedef void resolve_cb(void *arg, const struct sockaddr *sa, socklen_t len,
-    const char *err);
+typedef void resolve_cb(
+    void *arg, const struct sockaddr *sa, socklen_t len, const char *err);
 
 /*
  * Resolve host without blocking the loop (evdns).  A numeric address is
@@ -19,8 +19,8 @@ typedef void resolve_cb(void *arg, const struct sockaddr *sa, socklen_t len,
  * resolve_cancel() may use until the callback has run, or NULL when the
  * callback already ran.  After resolve_cancel() the callback never runs.
  */
-struct resolve_req *resolve_host(struct evdns_base *, const char *host,
-    int port, resolve_cb *, void *arg);
+struct resolve_req *resolve_host(
+    struct evdns_base *, const char *host, int port, resolve_cb *, void *arg);
 void resolve_cancel(struct resolve_req *);
 
 /* True when host is a numeric IPv4 or IPv6 address. */

@@ -30,65 +30,65 @@
  * request and listed in live until its callback runs.
  */
 
-#define S3_MAX_DELETE		1000
-#define S3_MAX_LIST_KEYS	1000
-#define S3_KEY_IN_MESSAGE	120	/* bytes of a key quoted in messages */
+#define S3_MAX_DELETE	  1000
+#define S3_MAX_LIST_KEYS  1000
+#define S3_KEY_IN_MESSAGE 120 /* bytes of a key quoted in messages */
 
 enum s3_op_kind { S3_OP_HEAD, S3_OP_PUT, S3_OP_LIST, S3_OP_DELETE };
 
 struct s3_op {
-	TAILQ_ENTRY(s3_op)	 entry;
-	struct s3_client	*client;	/* NULL once cancelled */
-	enum s3_op_kind		 kind;
+	TAILQ_ENTRY(s3_op) entry;
+	struct s3_client *client; /* NULL once cancelled */
+	enum s3_op_kind	  kind;
 	union {
-		s3_head_cb	*head;
-		s3_put_cb	*put;
-		s3_list_cb	*list;
-		s3_delete_cb	*del;
-	}			 cb;
-	void			*arg;
-	char			*what;		/* "HEAD of cube/a", for messages */
+		s3_head_cb   *head;
+		s3_put_cb    *put;
+		s3_list_cb   *list;
+		s3_delete_cb *del;
+	} cb;
+	void *arg;
+	char *what; /* "HEAD of cube/a", for messages */
 
-	const char		*method;
-	char			*path;		/* encoded, as sent and signed */
-	char			*query;		/* encoded, or NULL */
-	char			*content_type;
-	char			 content_md5[25];
-	char			 payload_hash[65];
+	const char *method;
+	char	   *path;  /* encoded, as sent and signed */
+	char	   *query; /* encoded, or NULL */
+	char	   *content_type;
+	char	    content_md5[25];
+	char	    payload_hash[65];
 
-	char			*key;		/* HEAD */
-	char			*list_prefix;	/* LIST */
-	struct s3xml_list	*list;
-	struct s3xml_delete	*del;
-	char			**keys;		/* DELETE */
-	size_t			 nkeys;
+	char		    *key;	  /* HEAD */
+	char		    *list_prefix; /* LIST */
+	struct s3xml_list   *list;
+	struct s3xml_delete *del;
+	char		   **keys; /* DELETE */
+	size_t		     nkeys;
 
-	struct s3_error		 early;		/* why it was refused */
+	struct s3_error early; /* why it was refused */
 };
 
 TAILQ_HEAD(s3_op_list, s3_op);
 
 struct s3_client {
-	struct event_base	*base;
-	struct http		*http;
-	char			*origin;	/* scheme://host[:port] */
-	char			*host_header;
-	char			*bucket_path;	/* "/bucket", or "" */
-	char			*prefix;
-	char			*region;
-	char			*access_key_id;
-	char			*secret_access_key;
-	char			*session_token;
-	struct event		*defer_ev;
-	struct s3_op_list	 deferred;
-	struct s3_op_list	 live;
-	uint64_t		 nrequests;
-	int			 busy;		/* inside a callback */
-	int			 doomed;	/* s3_client_free() called */
+	struct event_base *base;
+	struct http	  *http;
+	char		  *origin; /* scheme://host[:port] */
+	char		  *host_header;
+	char		  *bucket_path; /* "/bucket", or "" */
+	char		  *prefix;
+	char		  *region;
+	char		  *access_key_id;
+	char		  *secret_access_key;
+	char		  *session_token;
+	struct event	  *defer_ev;
+	struct s3_op_list  deferred;
+	struct s3_op_list  live;
+	uint64_t	   nrequests;
+	int		   busy;   /* inside a callback */
+	int		   doomed; /* s3_client_free() called */
 };
 
 struct s3_list_page {
-	const struct s3xml_list	*x;
+	const struct s3xml_list *x;
 };
 
 static void s3_really_free(struct s3_client *);
@@ -141,9 +141,8 @@ s3_client_set_limits(struct s3_client *c, int timeout_ms, int max_inflight)
 	http_set_limits(c->http, timeout_ms, 0, max_inflight);
 }
 
-static void PRINTF_LIKE(5, 6)
-s3_error_set(struct s3_error *err, int status, int transient,
-    const char *code, const char *fmt, ...)
+static void PRINTF_LIKE(5, 6) s3_error_set(struct s3_error *err, int status,
+    int transient, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -161,7 +160,7 @@ static char *
 s3_key_quote(const char *key)
 {
 	struct buf b;
-	size_t i;
+	size_t	   i;
 
 	buf_init(&b);
 	buf_adds(&b, "");
@@ -192,12 +191,12 @@ static void
 s3_add_escaped(struct buf *b, const char *s, int keep_slash)
 {
 	const char *seg = s, *slash;
-	char *e;
+	char	   *e;
 
 	for (;;) {
 		slash = keep_slash ? strchr(seg, '/') : NULL;
-		e = curl_easy_escape(NULL, seg, (int)(slash != NULL ?
-		    (size_t)(slash - seg) : strlen(seg)));
+		e = curl_easy_escape(NULL, seg,
+		    (int)(slash != NULL ? (size_t)(slash - seg) : strlen(seg)));
 		if (e == NULL)
 			fatal("out of memory encoding a key");
 		buf_adds(b, e);
@@ -289,7 +288,7 @@ static void
 s3_defer_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct s3_client *c = arg;
-	struct s3_op *op;
+	struct s3_op	 *op;
 
 	c->busy++;
 	while (!c->doomed && (op = TAILQ_FIRST(&c->deferred)) != NULL) {
@@ -302,10 +301,10 @@ s3_defer_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Refuse op without sending anything; its callback runs next turn. */
 static int PRINTF_LIKE(3, 4)
-s3_refuse(struct s3_op *op, const char *code, const char *fmt, ...)
+    s3_refuse(struct s3_op *op, const char *code, const char *fmt, ...)
 {
 	struct s3_client *c = op->client;
-	va_list ap;
+	va_list		  ap;
 
 	memset(&op->early, 0, sizeof(op->early));
 	strlcpy_(op->early.code, code, sizeof(op->early.code));
@@ -341,21 +340,21 @@ s3_add_headers(struct http_request *r, const struct s3_op *op,
     const struct sigv4_signed *sig)
 {
 	const struct s3_client *c = op->client;
-	int rc = 0;
+	int			rc = 0;
 
 	rc |= http_request_add_header(r, "Host", c->host_header);
 	rc |= http_request_add_header(r, "x-amz-date", sig->amz_date);
-	rc |= http_request_add_header(r, "x-amz-content-sha256",
-	    op->payload_hash);
+	rc |= http_request_add_header(
+	    r, "x-amz-content-sha256", op->payload_hash);
 	if (c->session_token != NULL)
-		rc |= http_request_add_header(r, "x-amz-security-token",
-		    c->session_token);
+		rc |= http_request_add_header(
+		    r, "x-amz-security-token", c->session_token);
 	if (op->content_type != NULL)
-		rc |= http_request_add_header(r, "Content-Type",
-		    op->content_type);
+		rc |= http_request_add_header(
+		    r, "Content-Type", op->content_type);
 	if (op->content_md5[0] != '\0')
-		rc |= http_request_add_header(r, "Content-MD5",
-		    op->content_md5);
+		rc |= http_request_add_header(
+		    r, "Content-MD5", op->content_md5);
 	rc |= http_request_add_header(r, "Authorization", sig->authorization);
 	return rc != 0 ? -1 : 0;
 }
@@ -364,21 +363,21 @@ s3_add_headers(struct http_request *r, const struct s3_op *op,
 static int
 s3_sign_cb(void *arg, struct http_request *r, char *err, size_t errlen)
 {
-	struct s3_op *op = arg;
-	struct s3_client *c = op->client;
-	struct sigv4_header hdr[2];
+	struct s3_op	    *op = arg;
+	struct s3_client    *c = op->client;
+	struct sigv4_header  hdr[2];
 	struct sigv4_request req;
-	struct sigv4_creds cr;
-	struct sigv4_signed sig;
-	size_t nh = 0;
-	int rc;
+	struct sigv4_creds   cr;
+	struct sigv4_signed  sig;
+	size_t		     nh = 0;
+	int		     rc;
 
 	if (op->content_type != NULL)
-		hdr[nh++] = (struct sigv4_header){ "Content-Type",
-		    op->content_type };
+		hdr[nh++] = (struct sigv4_header){
+		    "Content-Type", op->content_type};
 	if (op->content_md5[0] != '\0')
-		hdr[nh++] = (struct sigv4_header){ "Content-MD5",
-		    op->content_md5 };
+		hdr[nh++] = (struct sigv4_header){
+		    "Content-MD5", op->content_md5};
 	memset(&req, 0, sizeof(req));
 	req.mode = SIGV4_S3;
 	req.method = op->method;
@@ -398,7 +397,8 @@ s3_sign_cb(void *arg, struct http_request *r, char *err, size_t errlen)
 		rc = s3_add_headers(r, op, &sig);
 	sigv4_signed_free(&sig);
 	if (rc != 0) {
-		snprintf(err, errlen, "the request cannot be signed (bad "
+		snprintf(err, errlen,
+		    "the request cannot be signed (bad "
 		    "credentials or storage URL)");
 		return -1;
 	}
@@ -410,8 +410,10 @@ static int
 s3_is_transient_code(const char *code)
 {
 	static const char *const codes[] = {
-		"SlowDown", "RequestTimeout", "InternalError",
-		"ServiceUnavailable",
+	    "SlowDown",
+	    "RequestTimeout",
+	    "InternalError",
+	    "ServiceUnavailable",
 	};
 	size_t i;
 
@@ -427,17 +429,17 @@ s3_error_from_fail(const struct s3_op *op, const struct http_response *resp,
     struct s3_error *err)
 {
 	static const struct {
-		const char	*code;
-		int		 transient;
+		const char *code;
+		int	    transient;
 	} map[] = {
-		[HTTP_FAIL_NONE] = { "request_failed", 0 },
-		[HTTP_FAIL_TIMEOUT] = { "timeout", 1 },
-		[HTTP_FAIL_CONNECT] = { "connect", 1 },
-		[HTTP_FAIL_NETWORK] = { "network", 1 },
-		[HTTP_FAIL_TLS] = { "tls", 0 },
-		[HTTP_FAIL_ABORTED] = { "bad_response", 0 },
-		[HTTP_FAIL_CANCELLED] = { "cancelled", 1 },
-		[HTTP_FAIL_OTHER] = { "request_failed", 0 },
+	    [HTTP_FAIL_NONE] = {"request_failed", 0},
+	    [HTTP_FAIL_TIMEOUT] = {"timeout", 1},
+	    [HTTP_FAIL_CONNECT] = {"connect", 1},
+	    [HTTP_FAIL_NETWORK] = {"network", 1},
+	    [HTTP_FAIL_TLS] = {"tls", 0},
+	    [HTTP_FAIL_ABORTED] = {"bad_response", 0},
+	    [HTTP_FAIL_CANCELLED] = {"cancelled", 1},
+	    [HTTP_FAIL_OTHER] = {"request_failed", 0},
 	};
 
 	s3_error_set(err, resp->status, map[resp->fail].transient,
@@ -451,8 +453,9 @@ s3_status_hint(int status)
 	switch (status) {
 	case 301:
 	case 307:
-		return "the bucket is in another region or at another endpoint; "
-		    "check the storage URL";
+		return "the bucket is in another region or at another "
+		       "endpoint; "
+		       "check the storage URL";
 	case 400:
 		return "the storage refused the request as malformed";
 	case 403:
@@ -463,8 +466,8 @@ s3_status_hint(int status)
 	case 503:
 		return "the storage is overloaded; retry later";
 	default:
-		return status >= 500 ? "the storage failed; retry later" :
-		    "no S3 error document in the response";
+		return status >= 500 ? "the storage failed; retry later"
+				     : "no S3 error document in the response";
 	}
 }
 
@@ -473,12 +476,12 @@ static void
 s3_error_from_status(const struct s3_op *op, const struct http_response *resp,
     struct s3_error *err)
 {
-	char code[64], msg[160];
+	char	    code[64], msg[160];
 	const char *reqid = http_response_header(resp, "x-amz-request-id");
-	int transient;
+	int	    transient;
 
 	if (s3xml_error_parse(resp->body, resp->body_len, code, sizeof(code),
-	    msg, sizeof(msg)) != 0) {
+		msg, sizeof(msg)) != 0) {
 		snprintf(code, sizeof(code), "http_%d", resp->status);
 		snprintf(msg, sizeof(msg), "%s", s3_status_hint(resp->status));
 	}
@@ -508,7 +511,7 @@ s3_response_failed(const struct s3_op *op, const struct http_response *resp,
 static int64_t
 s3_parse_int64(const char *s)
 {
-	char *end;
+	char	 *end;
 	long long v;
 
 	if (s == NULL || !isdigit((unsigned char)*s))
@@ -521,9 +524,9 @@ static void
 s3_head_done(struct s3_op *op, const struct http_response *resp)
 {
 	struct s3_object obj;
-	struct s3_error err;
-	const char *lm;
-	time_t t;
+	struct s3_error	 err;
+	const char	*lm;
+	time_t		 t;
 
 	if (resp->fail == HTTP_FAIL_NONE && resp->status == 404) {
 		op->cb.head(op->arg, 0, NULL, NULL);
@@ -536,8 +539,7 @@ s3_head_done(struct s3_op *op, const struct http_response *resp)
 	memset(&obj, 0, sizeof(obj));
 	obj.key = op->key;
 	obj.key_len = strlen(op->key);
-	obj.size = s3_parse_int64(http_response_header(resp,
-	    "Content-Length"));
+	obj.size = s3_parse_int64(http_response_header(resp, "Content-Length"));
 	obj.last_modified_ms = -1;
 	if ((lm = http_response_header(resp, "Last-Modified")) != NULL &&
 	    (t = curl_getdate(lm, NULL)) != -1)
@@ -567,8 +569,8 @@ s3_list_sink(void *arg, const char *data, size_t len)
 static int
 s3_list_check_keys(const struct s3_op *op, struct s3_error *err)
 {
-	size_t i, n = s3xml_list_count(op->list);
-	size_t plen = strlen(op->list_prefix);
+	size_t			i, n = s3xml_list_count(op->list);
+	size_t			plen = strlen(op->list_prefix);
 	const struct s3_object *o;
 
 	for (i = 0; i < n; i++) {
@@ -576,9 +578,10 @@ s3_list_check_keys(const struct s3_op *op, struct s3_error *err)
 		if (o->key_len < plen ||
 		    memcmp(o->key, op->list_prefix, plen) != 0) {
 			char *q = s3_key_quote(o->key);
-			s3_error_set(err, 200, 0, "bad_response", "%s: the "
-			    "listing has key %s outside the prefix", op->what,
-			    q);
+			s3_error_set(err, 200, 0, "bad_response",
+			    "%s: the "
+			    "listing has key %s outside the prefix",
+			    op->what, q);
 			free(q);
 			return -1;
 		}
@@ -590,14 +593,15 @@ static void
 s3_list_done(struct s3_op *op, const struct http_response *resp)
 {
 	struct s3_list_page page;
-	struct s3_error err;
+	struct s3_error	    err;
 
 	if (resp->fail == HTTP_FAIL_ABORTED ||
 	    (s3_response_failed(op, resp, &err) == 0 &&
-	    s3xml_list_finish(op->list) != 0)) {
-		s3_error_set(&err, resp->status, 0, "bad_response", "%s: the "
-		    "listing does not parse: %s", op->what,
-		    s3xml_list_error(op->list));
+		s3xml_list_finish(op->list) != 0)) {
+		s3_error_set(&err, resp->status, 0, "bad_response",
+		    "%s: the "
+		    "listing does not parse: %s",
+		    op->what, s3xml_list_error(op->list));
 		s3_op_fail(op, &err);
 		return;
 	}
@@ -630,9 +634,9 @@ s3_result_cmp(const void *a, const void *b)
 static void
 s3_delete_report(struct s3_op *op)
 {
-	size_t i, n = s3xml_delete_count(op->del);
+	size_t				i, n = s3xml_delete_count(op->del);
 	const struct s3_delete_result **sorted, **hit;
-	struct s3_delete_result *out;
+	struct s3_delete_result	       *out;
 
 	sorted = xcalloc(n, sizeof(*sorted));
 	for (i = 0; i < n; i++)
@@ -640,17 +644,18 @@ s3_delete_report(struct s3_op *op)
 	qsort(sorted, n, sizeof(*sorted), s3_result_cmp);
 	out = xcalloc(op->nkeys, sizeof(*out));
 	for (i = 0; i < op->nkeys; i++) {
-		struct s3_delete_result want = { .key = op->keys[i] };
+		struct s3_delete_result	       want = {.key = op->keys[i]};
 		const struct s3_delete_result *wp = &want;
 
-		hit = n > 0 ? bsearch(&wp, sorted, n, sizeof(*sorted),
-		    s3_result_cmp) : NULL;
+		hit = n > 0
+		    ? bsearch(&wp, sorted, n, sizeof(*sorted), s3_result_cmp)
+		    : NULL;
 		if (hit != NULL)
 			out[i] = **hit;
 		else {
 			out[i].code = "missing_result";
 			out[i].message = "the DeleteObjects response does not "
-			    "mention this key";
+					 "mention this key";
 		}
 		out[i].key = op->keys[i];
 	}
@@ -666,10 +671,12 @@ s3_delete_done(struct s3_op *op, const struct http_response *resp)
 
 	if (resp->fail == HTTP_FAIL_ABORTED ||
 	    (s3_response_failed(op, resp, &err) == 0 &&
-	    s3xml_delete_finish(op->del) != 0)) {
-		s3_error_set(&err, resp->status, 0, "bad_response", "%s: the "
+		s3xml_delete_finish(op->del) != 0)) {
+		s3_error_set(&err, resp->status, 0, "bad_response",
+		    "%s: the "
 		    "response does not parse, so no key is known to be "
-		    "deleted: %s", op->what, s3xml_delete_error(op->del));
+		    "deleted: %s",
+		    op->what, s3xml_delete_error(op->del));
 		s3_op_fail(op, &err);
 		return;
 	}
@@ -685,10 +692,10 @@ s3_delete_done(struct s3_op *op, const struct http_response *resp)
 static void
 s3_op_done(void *arg, const struct http_response *resp)
 {
-	struct s3_op *op = arg;
+	struct s3_op	 *op = arg;
 	struct s3_client *c = op->client;
 
-	if (c == NULL) {		/* already told: cancelled */
+	if (c == NULL) { /* already told: cancelled */
 		s3_op_free(op);
 		return;
 	}
@@ -716,9 +723,9 @@ s3_op_done(void *arg, const struct http_response *resp)
 static int
 s3_send(struct s3_op *op, const void *body, size_t len, http_sink_cb *sink)
 {
-	struct s3_client *c = op->client;
+	struct s3_client    *c = op->client;
 	struct http_request *r;
-	char *url;
+	char		    *url;
 
 	url = xasprintf("%s%s%s%s", c->origin, op->path,
 	    op->query != NULL ? "?" : "", op->query != NULL ? op->query : "");
@@ -742,7 +749,7 @@ int
 s3_head(struct s3_client *c, const char *key, s3_head_cb *cb, void *arg)
 {
 	struct s3_op *op;
-	const char *code, *why;
+	const char   *code, *why;
 
 	if (c->doomed)
 		return -1;
@@ -763,7 +770,7 @@ s3_put(struct s3_client *c, const char *key, const void *body, size_t len,
     const char *content_type, s3_put_cb *cb, void *arg)
 {
 	struct s3_op *op;
-	const char *code, *why;
+	const char   *code, *why;
 
 	if (c->doomed)
 		return -1;
@@ -774,8 +781,8 @@ s3_put(struct s3_client *c, const char *key, const void *body, size_t len,
 		return s3_refuse(op, code, "%s: refused: %s", op->what, why);
 	op->method = "PUT";
 	op->path = s3_object_path(c, key);
-	op->content_type = xstrdup(content_type != NULL ? content_type :
-	    "application/octet-stream");
+	op->content_type = xstrdup(
+	    content_type != NULL ? content_type : "application/octet-stream");
 	sha256_hex(body, len, op->payload_hash);
 	return s3_send(op, body != NULL ? body : "", len, NULL);
 }
@@ -806,7 +813,7 @@ s3_list(struct s3_client *c, const char *prefix, const char *token,
     const char *start_after, int max_keys, s3_list_cb *cb, void *arg)
 {
 	struct s3_op *op;
-	const char *why;
+	const char   *why;
 
 	if (c->doomed)
 		return -1;
@@ -814,14 +821,18 @@ s3_list(struct s3_client *c, const char *prefix, const char *token,
 	op->cb.list = cb;
 	op->what = s3_what("ListObjectsV2", prefix);
 	if (strncmp(prefix, c->prefix, strlen(c->prefix)) != 0)
-		return s3_refuse(op, "outside_prefix", "%s: refused: the "
-		    "prefix is not under the cube prefix", op->what);
+		return s3_refuse(op, "outside_prefix",
+		    "%s: refused: the "
+		    "prefix is not under the cube prefix",
+		    op->what);
 	if ((why = key_unsafe_reason(prefix, strlen(prefix))) != NULL)
-		return s3_refuse(op, "unsafe_key", "%s: refused: %s",
-		    op->what, why);
+		return s3_refuse(
+		    op, "unsafe_key", "%s: refused: %s", op->what, why);
 	if (max_keys < 1 || max_keys > S3_MAX_LIST_KEYS)
-		return s3_refuse(op, "bad_argument", "%s: max-keys %d is not "
-		    "between 1 and %d", op->what, max_keys, S3_MAX_LIST_KEYS);
+		return s3_refuse(op, "bad_argument",
+		    "%s: max-keys %d is not "
+		    "between 1 and %d",
+		    op->what, max_keys, S3_MAX_LIST_KEYS);
 	op->method = "GET";
 	op->list_prefix = xstrdup(prefix);
 	op->path = s3_bucket_path(c);
@@ -861,10 +872,11 @@ static char *
 s3_delete_body(const char *const *keys, size_t n)
 {
 	struct buf b;
-	size_t i;
+	size_t	   i;
 
 	buf_init(&b);
-	buf_adds(&b, "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	buf_adds(&b,
+	    "<Delete xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
 	    "<Quiet>false</Quiet>");
 	for (i = 0; i < n; i++) {
 		buf_adds(&b, "<Object><Key>");
@@ -896,10 +908,10 @@ s3_delete_objects(struct s3_client *c, const char *const *keys, size_t n,
     s3_delete_cb *cb, void *arg)
 {
 	struct s3_op *op;
-	const char *code, *why;
-	char *body, *q;
-	size_t i;
-	int rc;
+	const char   *code, *why;
+	char	     *body, *q;
+	size_t	      i;
+	int	      rc;
 
 	if (c->doomed)
 		return -1;
@@ -907,14 +919,18 @@ s3_delete_objects(struct s3_client *c, const char *const *keys, size_t n,
 	op->cb.del = cb;
 	op->what = s3_delete_what(keys, n);
 	if (n == 0 || n > S3_MAX_DELETE)
-		return s3_refuse(op, "bad_argument", "%s: DeleteObjects takes "
-		    "1 to %d keys", op->what, S3_MAX_DELETE);
+		return s3_refuse(op, "bad_argument",
+		    "%s: DeleteObjects takes "
+		    "1 to %d keys",
+		    op->what, S3_MAX_DELETE);
 	for (i = 0; i < n; i++) {
 		if ((code = s3_key_refusal(c, keys[i], &why)) == NULL)
 			continue;
 		q = s3_key_quote(keys[i]);
-		rc = s3_refuse(op, code, "%s: refused, nothing sent: key %s: "
-		    "%s", op->what, q, why);
+		rc = s3_refuse(op, code,
+		    "%s: refused, nothing sent: key %s: "
+		    "%s",
+		    op->what, q, why);
 		free(q);
 		return rc;
 	}
@@ -973,7 +989,7 @@ static void
 s3_cancel_all(struct s3_client *c)
 {
 	struct s3_error err;
-	struct s3_op *op;
+	struct s3_op   *op;
 
 	while ((op = TAILQ_FIRST(&c->deferred)) != NULL) {
 		TAILQ_REMOVE(&c->deferred, op, entry);
@@ -982,9 +998,11 @@ s3_cancel_all(struct s3_client *c)
 	}
 	while ((op = TAILQ_FIRST(&c->live)) != NULL) {
 		TAILQ_REMOVE(&c->live, op, entry);
-		op->client = NULL;	/* http.c frees it later */
-		s3_error_set(&err, 0, 1, "cancelled", "%s: cancelled: the "
-		    "S3 client is shutting down", op->what);
+		op->client = NULL; /* http.c frees it later */
+		s3_error_set(&err, 0, 1, "cancelled",
+		    "%s: cancelled: the "
+		    "S3 client is shutting down",
+		    op->what);
 		s3_op_fail(op, &err);
 	}
 }

@@ -4,7 +4,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "s3xml.h"	/* struct s3_object, struct s3_delete_result */
+#include "s3xml.h" /* struct s3_object, struct s3_delete_result */
 #include "util.h"
 
 struct event_base;
@@ -23,9 +23,9 @@ struct s3_list_page;
  */
 
 struct s3_creds {
-	const char	*access_key_id;
-	const char	*secret_access_key;
-	const char	*session_token;	/* may be NULL */
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token; /* may be NULL */
 };
 
 /*
@@ -36,17 +36,17 @@ struct s3_creds {
  * names the operation and key; it never holds a secret.
  */
 struct s3_error {
-	int	 http_status;	/* 0 when no response was received */
-	int	 transient;	/* 5xx, 429, SlowDown, RequestTimeout,
-				   InternalError, timeouts, connection errors,
-				   cancelled */
-	char	 code[64];
-	char	 message[256];
+	int http_status; /* 0 when no response was received */
+	int transient;	 /* 5xx, 429, SlowDown, RequestTimeout,
+			    InternalError, timeouts, connection errors,
+			    cancelled */
+	char code[64];
+	char message[256];
 };
 
 /* The URL and credentials are copied. */
-struct s3_client *s3_client_new(struct event_base *, const struct storage_url *,
-    const struct s3_creds *);
+struct s3_client *s3_client_new(
+    struct event_base *, const struct storage_url *, const struct s3_creds *);
 /*
  * Requests still pending get their callback, with err code "cancelled",
  * before this returns; none is called afterwards.  May be called from a
@@ -80,8 +80,8 @@ uint64_t s3_client_requests(const struct s3_client *);
  */
 typedef void s3_head_cb(void *arg, int found, const struct s3_object *obj,
     const struct s3_error *err);
-int s3_head(struct s3_client *, const char *key, s3_head_cb *, void *arg)
-    MUST_CHECK;
+int	     s3_head(
+	     struct s3_client *, const char *key, s3_head_cb *, void *arg) MUST_CHECK;
 
 /*
  * One DeleteObjects request (1 to 1000 keys, Quiet off, Content-MD5).
@@ -102,15 +102,14 @@ int s3_delete_objects(struct s3_client *, const char *const *keys, size_t n,
  * 1 to 1000.  token or start_after may be NULL.  A page with a key outside
  * prefix fails with bad_response.
  */
-typedef void s3_list_cb(void *arg, const struct s3_list_page *page,
-    const struct s3_error *err);
-int s3_list(struct s3_client *, const char *prefix, const char *token,
-    const char *start_after, int max_keys, s3_list_cb *, void *arg)
-    MUST_CHECK;
+typedef void s3_list_cb(
+    void *arg, const struct s3_list_page *page, const struct s3_error *err);
+int    s3_list(struct s3_client *, const char *prefix, const char *token,
+       const char *start_after, int max_keys, s3_list_cb *, void *arg) MUST_CHECK;
 size_t s3_list_page_count(const struct s3_list_page *);
-const struct s3_object *s3_list_page_object(const struct s3_list_page *,
-    size_t);
-int s3_list_page_truncated(const struct s3_list_page *);
+const struct s3_object *s3_list_page_object(
+    const struct s3_list_page *, size_t);
+int	    s3_list_page_truncated(const struct s3_list_page *);
 const char *s3_list_page_next_token(const struct s3_list_page *);
 
 /* body is copied; content_type NULL means application/octet-stream. */

@@ -27,15 +27,15 @@
  * 1.0 document can contain U+0001, so it can be neither in a URI nor in a
  * local name.
  */
-#define NSSEP		'\001'
+#define NSSEP '\001'
 
-#define ERRLEN		384
-#define SNIPLEN		96
-#define TEXT_MAX	4096			/* token, prefix, ... */
-#define TEXT_MAX_KEY	(3 * S3XML_MAX_KEY)	/* every byte as %XX */
-#define TEXT_MAX_NUM	64			/* Size, LastModified, ... */
-#define CODE_MAX	256
-#define MESSAGE_MAX	2048
+#define ERRLEN	     384
+#define SNIPLEN	     96
+#define TEXT_MAX     4096		 /* token, prefix, ... */
+#define TEXT_MAX_KEY (3 * S3XML_MAX_KEY) /* every byte as %XX */
+#define TEXT_MAX_NUM 64			 /* Size, LastModified, ... */
+#define CODE_MAX     256
+#define MESSAGE_MAX  2048
 
 enum el {
 	EL_OTHER,
@@ -58,52 +58,52 @@ enum el {
 };
 
 static const char *const el_names[EL_COUNT] = {
-	[EL_OTHER] = "?",
-	[EL_LISTBUCKETRESULT] = "ListBucketResult",
-	[EL_DELETERESULT] = "DeleteResult",
-	[EL_ERROR] = "Error",
-	[EL_CONTENTS] = "Contents",
-	[EL_KEY] = "Key",
-	[EL_SIZE] = "Size",
-	[EL_LASTMODIFIED] = "LastModified",
-	[EL_ISTRUNCATED] = "IsTruncated",
-	[EL_NEXTCONTINUATIONTOKEN] = "NextContinuationToken",
-	[EL_KEYCOUNT] = "KeyCount",
-	[EL_PREFIX] = "Prefix",
-	[EL_ENCODINGTYPE] = "EncodingType",
-	[EL_DELETED] = "Deleted",
-	[EL_CODE] = "Code",
-	[EL_MESSAGE] = "Message",
+    [EL_OTHER] = "?",
+    [EL_LISTBUCKETRESULT] = "ListBucketResult",
+    [EL_DELETERESULT] = "DeleteResult",
+    [EL_ERROR] = "Error",
+    [EL_CONTENTS] = "Contents",
+    [EL_KEY] = "Key",
+    [EL_SIZE] = "Size",
+    [EL_LASTMODIFIED] = "LastModified",
+    [EL_ISTRUNCATED] = "IsTruncated",
+    [EL_NEXTCONTINUATIONTOKEN] = "NextContinuationToken",
+    [EL_KEYCOUNT] = "KeyCount",
+    [EL_PREFIX] = "Prefix",
+    [EL_ENCODINGTYPE] = "EncodingType",
+    [EL_DELETED] = "Deleted",
+    [EL_CODE] = "Code",
+    [EL_MESSAGE] = "Message",
 };
 
-#define BIT(el)		(1u << (el))
+#define BIT(el) (1u << (el))
 
 struct sx {
-	XML_Parser	 xp;
-	enum el		 root;		/* expected; EL_OTHER: only <Error> */
-	enum el		 stack[S3XML_MAX_DEPTH + 1];	/* [1] is the root */
-	int		 depth;
-	int		 errdoc;	/* the root is <Error> */
-	int		 failed;
-	int		 finished;
-	size_t		 fed;
+	XML_Parser xp;
+	enum el	   root; /* expected; EL_OTHER: only <Error> */
+	enum el	   stack[S3XML_MAX_DEPTH + 1]; /* [1] is the root */
+	int	   depth;
+	int	   errdoc; /* the root is <Error> */
+	int	   failed;
+	int	   finished;
+	size_t	   fed;
 
 	/* Text of the element being captured. */
-	int		 capturing;
-	int		 captrunc;	/* truncate rather than fail */
-	size_t		 capmax;
-	struct buf	 text;
+	int	   capturing;
+	int	   captrunc; /* truncate rather than fail */
+	size_t	   capmax;
+	struct buf text;
 
 	/* Code and Message of an <Error> document. */
-	char		*errcode;
-	char		*errmsg;
+	char *errcode;
+	char *errmsg;
 
 	/* Called for elements below the root of the expected document. */
-	void		(*start)(struct sx *, enum el);
-	void		(*end)(struct sx *, enum el);
-	void		*owner;
+	void (*start)(struct sx *, enum el);
+	void (*end)(struct sx *, enum el);
+	void *owner;
 
-	char		 err[ERRLEN];
+	char err[ERRLEN];
 };
 
 static int
@@ -136,7 +136,7 @@ utf8_cut(const char *s, size_t len, size_t max)
 static const char *
 snip(const char *s, size_t len, char *out, size_t outlen)
 {
-	size_t i, o = 0;
+	size_t	      i, o = 0;
 	unsigned char c;
 
 	for (i = 0; i < len && o + 4 < outlen; i++) {
@@ -158,8 +158,7 @@ sx_text(const struct sx *s)
 }
 
 /* Record a failure found outside expat's callbacks. */
-static void PRINTF_LIKE(2, 3)
-sx_setf(struct sx *s, const char *fmt, ...)
+static void PRINTF_LIKE(2, 3) sx_setf(struct sx *s, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -172,17 +171,16 @@ sx_setf(struct sx *s, const char *fmt, ...)
 }
 
 /* Record a failure found in a callback, with its line, and stop expat. */
-static void PRINTF_LIKE(2, 3)
-sx_fail(struct sx *s, const char *fmt, ...)
+static void PRINTF_LIKE(2, 3) sx_fail(struct sx *s, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int	n;
 
 	if (s->failed)
 		return;
 	s->failed = 1;
-	n = snprintf(s->err, sizeof(s->err), "line %lu: ",
-	    (unsigned long)XML_GetCurrentLineNumber(s->xp));
+	n = snprintf(s->err, sizeof(s->err),
+	    "line %lu: ", (unsigned long)XML_GetCurrentLineNumber(s->xp));
 	if (n < 0 || (size_t)n >= sizeof(s->err))
 		n = 0;
 	va_start(ap, fmt);
@@ -223,10 +221,10 @@ el_lookup(const char *local)
 static void XMLCALL
 sx_start(void *arg, const XML_Char *name, const XML_Char **atts)
 {
-	struct sx *s = arg;
+	struct sx  *s = arg;
 	const char *local;
-	char sn[SNIPLEN];
-	enum el el;
+	char	    sn[SNIPLEN];
+	enum el	    el;
 
 	(void)atts;
 	if (s->failed)
@@ -270,7 +268,7 @@ static void XMLCALL
 sx_end(void *arg, const XML_Char *name)
 {
 	struct sx *s = arg;
-	enum el el;
+	enum el	   el;
 
 	(void)name;
 	if (s->failed)
@@ -292,7 +290,7 @@ static void XMLCALL
 sx_chars(void *arg, const XML_Char *data, int len)
 {
 	struct sx *s = arg;
-	size_t n = (size_t)len, room;
+	size_t	   n = (size_t)len, room;
 
 	if (s->failed || !s->capturing || len <= 0)
 		return;
@@ -322,9 +320,9 @@ sx_doctype(void *arg, const XML_Char *name, const XML_Char *sysid,
 }
 
 static void XMLCALL
-sx_entity(void *arg, const XML_Char *name, int is_param,
-    const XML_Char *value, int value_len, const XML_Char *base,
-    const XML_Char *sysid, const XML_Char *pubid, const XML_Char *notation)
+sx_entity(void *arg, const XML_Char *name, int is_param, const XML_Char *value,
+    int value_len, const XML_Char *base, const XML_Char *sysid,
+    const XML_Char *pubid, const XML_Char *notation)
 {
 	(void)name;
 	(void)is_param;
@@ -413,10 +411,12 @@ sx_finish(struct sx *s)
 			sx_setf(s, "S3 error document without a Code");
 		else
 			sx_setf(s, "S3 error %s: %s",
-			    snip(s->errcode, strlen(s->errcode), sc,
-			    sizeof(sc)),
-			    s->errmsg == NULL ? "" : snip(s->errmsg,
-			    strlen(s->errmsg), sm, sizeof(sm)));
+			    snip(
+				s->errcode, strlen(s->errcode), sc, sizeof(sc)),
+			    s->errmsg == NULL
+				? ""
+				: snip(s->errmsg, strlen(s->errmsg), sm,
+				      sizeof(sm)));
 		return -1;
 	}
 	return 0;
@@ -427,8 +427,8 @@ static int
 parse_uint(const char *s, size_t len, int64_t *out)
 {
 	int64_t v = 0;
-	size_t i;
-	int d;
+	size_t	i;
+	int	d;
 
 	if (len == 0)
 		return -1;
@@ -458,12 +458,11 @@ static int
 parse_time_ms(const char *s, size_t len, int64_t *out)
 {
 	static const int mdays[12] = {
-		31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31
-	};
+	    31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	struct tm tm;
-	time_t t;
-	int c, y, mo, d, h, mi, sec, ms = 0, nfrac = 0, leap, dim;
-	size_t p;
+	time_t	  t;
+	int	  c, y, mo, d, h, mi, sec, ms = 0, nfrac = 0, leap, dim;
+	size_t	  p;
 
 	if (len < 20 || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
 	    s[13] != ':' || s[16] != ':')
@@ -515,13 +514,13 @@ parse_time_ms(const char *s, size_t len, int64_t *out)
 static int
 url_decode(const char *in, size_t inlen, char **out, size_t *outlen)
 {
-	char *tmp, *dec;
+	char  *tmp, *dec;
 	size_t i;
-	int n;
+	int    n;
 
 	for (i = 0; i < inlen; i++)
-		if (in[i] == '%' && (inlen - i < 3 || !is_hex(in[i + 1]) ||
-		    !is_hex(in[i + 2])))
+		if (in[i] == '%' &&
+		    (inlen - i < 3 || !is_hex(in[i + 1]) || !is_hex(in[i + 2])))
 			return -1;
 	if (inlen > INT_MAX)
 		return -1;
@@ -553,7 +552,7 @@ url_decode(const char *in, size_t inlen, char **out, size_t *outlen)
 static int
 key_fix(char **key, size_t *len, int encoded, const char **why)
 {
-	char *dec;
+	char  *dec;
 	size_t declen;
 
 	if (encoded) {
@@ -588,23 +587,23 @@ key_fix(char **key, size_t *len, int encoded, const char **why)
  * ListObjectsV2.
  */
 
-#define HAVE_KEY	0x1
-#define HAVE_SIZE	0x2
-#define HAVE_MTIME	0x4
+#define HAVE_KEY   0x1
+#define HAVE_SIZE  0x2
+#define HAVE_MTIME 0x4
 
 struct list_ent {
 	struct s3_object obj;
-	char		*key;		/* owned; obj.key points here */
+	char		*key; /* owned; obj.key points here */
 	int		 have;
 };
 
 struct s3xml_list {
 	struct sx	 sx;
-	struct list_ent	*ents;
+	struct list_ent *ents;
 	size_t		 nents;
 	size_t		 cap;
-	unsigned int	 seen;		/* BIT(el) of top-level elements */
-	int		 ok;		/* finished without error */
+	unsigned int	 seen; /* BIT(el) of top-level elements */
+	int		 ok;   /* finished without error */
 	int		 encoded;
 	int		 truncated;
 	int64_t		 key_count;
@@ -617,7 +616,7 @@ static void
 list_start(struct sx *s, enum el el)
 {
 	struct s3xml_list *l = s->owner;
-	struct list_ent *e;
+	struct list_ent	  *e;
 
 	if (s->depth == 2) {
 		switch (el) {
@@ -629,8 +628,8 @@ list_start(struct sx *s, enum el el)
 			}
 			if (l->nents == l->cap) {
 				l->cap = l->cap == 0 ? 64 : l->cap * 2;
-				l->ents = xrealloc(l->ents,
-				    l->cap * sizeof(*l->ents));
+				l->ents = xrealloc(
+				    l->ents, l->cap * sizeof(*l->ents));
 			}
 			e = &l->ents[l->nents++];
 			memset(e, 0, sizeof(*e));
@@ -658,11 +657,11 @@ list_start(struct sx *s, enum el el)
 static void
 list_end_top(struct s3xml_list *l, enum el el)
 {
-	struct sx *s = &l->sx;
+	struct sx	*s = &l->sx;
 	struct list_ent *e;
-	const char *t = sx_text(s);
-	size_t n = s->text.len;
-	char sn[SNIPLEN];
+	const char	*t = sx_text(s);
+	size_t		 n = s->text.len;
+	char		 sn[SNIPLEN];
 
 	if (el == EL_CONTENTS) {
 		e = &l->ents[l->nents - 1];
@@ -671,8 +670,8 @@ list_end_top(struct s3xml_list *l, enum el el)
 		else if (!(e->have & HAVE_SIZE))
 			sx_fail(s, "Contents #%zu has no Size", l->nents);
 		else if (!(e->have & HAVE_MTIME))
-			sx_fail(s, "Contents #%zu has no LastModified",
-			    l->nents);
+			sx_fail(
+			    s, "Contents #%zu has no LastModified", l->nents);
 		return;
 	}
 	if (!s->capturing)
@@ -694,8 +693,8 @@ list_end_top(struct s3xml_list *l, enum el el)
 		break;
 	case EL_KEYCOUNT:
 		if (parse_uint(t, n, &l->key_count) == -1)
-			sx_fail(s, "bad KeyCount '%s'",
-			    snip(t, n, sn, sizeof(sn)));
+			sx_fail(
+			    s, "bad KeyCount '%s'", snip(t, n, sn, sizeof(sn)));
 		break;
 	case EL_NEXTCONTINUATIONTOKEN:
 		if (n == 0)
@@ -725,11 +724,11 @@ static void
 list_end(struct sx *s, enum el el)
 {
 	struct s3xml_list *l = s->owner;
-	struct list_ent *e;
-	const char *t = sx_text(s);
-	size_t n = s->text.len;
-	char sn[SNIPLEN];
-	int bit;
+	struct list_ent	  *e;
+	const char	  *t = sx_text(s);
+	size_t		   n = s->text.len;
+	char		   sn[SNIPLEN];
+	int		   bit;
 
 	if (s->depth == 2) {
 		list_end_top(l, el);
@@ -806,9 +805,9 @@ int
 s3xml_list_finish(struct s3xml_list *l)
 {
 	struct list_ent *e;
-	char *dec;
-	const char *why;
-	size_t i, declen;
+	char		*dec;
+	const char	*why;
+	size_t		 i, declen;
 
 	if (l->sx.finished)
 		return l->ok && !l->sx.failed ? 0 : -1;
@@ -819,8 +818,7 @@ s3xml_list_finish(struct s3xml_list *l)
 		return -1;
 	}
 	if (l->prefix != NULL && l->encoded) {
-		if (url_decode(l->prefix, l->prefix_len, &dec, &declen) ==
-		    -1) {
+		if (url_decode(l->prefix, l->prefix_len, &dec, &declen) == -1) {
 			sx_setf(&l->sx, "Prefix: malformed URL encoding");
 			return -1;
 		}
@@ -835,8 +833,7 @@ s3xml_list_finish(struct s3xml_list *l)
 	}
 	for (i = 0; i < l->nents; i++) {
 		e = &l->ents[i];
-		if (key_fix(&e->key, &e->obj.key_len, l->encoded, &why) ==
-		    -1) {
+		if (key_fix(&e->key, &e->obj.key_len, l->encoded, &why) == -1) {
 			sx_setf(&l->sx, "Contents #%zu: Key %s", i + 1, why);
 			return -1;
 		}
@@ -894,33 +891,33 @@ s3xml_list_object(const struct s3xml_list *l, size_t i)
  * DeleteObjects.
  */
 
-#define HAVE_CODE	0x2
-#define HAVE_MESSAGE	0x4
+#define HAVE_CODE    0x2
+#define HAVE_MESSAGE 0x4
 
 struct delete_ent {
 	struct s3_delete_result r;
-	char		*key;		/* owned; r.key etc. point here */
-	size_t		 key_len;
-	char		*code;
-	char		*message;
-	int		 have;
+	char		       *key; /* owned; r.key etc. point here */
+	size_t			key_len;
+	char		       *code;
+	char		       *message;
+	int			have;
 };
 
 struct s3xml_delete {
-	struct sx	 sx;
+	struct sx	   sx;
 	struct delete_ent *ents;
-	size_t		 nents;
-	size_t		 cap;
-	int		 ok;
-	int		 encoded;
-	int		 seen_encoding;
+	size_t		   nents;
+	size_t		   cap;
+	int		   ok;
+	int		   encoded;
+	int		   seen_encoding;
 };
 
 static void
 delete_start(struct sx *s, enum el el)
 {
 	struct s3xml_delete *d = s->owner;
-	struct delete_ent *e;
+	struct delete_ent   *e;
 
 	if (s->depth == 2) {
 		if (el == EL_DELETED || el == EL_ERROR) {
@@ -931,8 +928,8 @@ delete_start(struct sx *s, enum el el)
 			}
 			if (d->nents == d->cap) {
 				d->cap = d->cap == 0 ? 64 : d->cap * 2;
-				d->ents = xrealloc(d->ents,
-				    d->cap * sizeof(*d->ents));
+				d->ents = xrealloc(
+				    d->ents, d->cap * sizeof(*d->ents));
 			}
 			e = &d->ents[d->nents++];
 			memset(e, 0, sizeof(*e));
@@ -956,11 +953,11 @@ static void
 delete_end(struct sx *s, enum el el)
 {
 	struct s3xml_delete *d = s->owner;
-	struct delete_ent *e;
-	const char *t = sx_text(s);
-	size_t n = s->text.len;
-	char sn[SNIPLEN];
-	int bit;
+	struct delete_ent   *e;
+	const char	    *t = sx_text(s);
+	size_t		     n = s->text.len;
+	char		     sn[SNIPLEN];
+	int		     bit;
 
 	if (s->depth == 2 && el == EL_ENCODINGTYPE && s->capturing) {
 		if (d->seen_encoding++)
@@ -975,18 +972,19 @@ delete_end(struct sx *s, enum el el)
 	if (s->depth == 2 && (el == EL_DELETED || el == EL_ERROR)) {
 		e = &d->ents[d->nents - 1];
 		if (!(e->have & HAVE_KEY))
-			sx_fail(s, "%s #%zu has no Key", el_names[el],
-			    d->nents);
-		else if (el == EL_ERROR && (e->code == NULL ||
-		    e->code[0] == '\0'))
+			sx_fail(
+			    s, "%s #%zu has no Key", el_names[el], d->nents);
+		else if (el == EL_ERROR &&
+		    (e->code == NULL || e->code[0] == '\0'))
 			sx_fail(s, "Error #%zu has no Code", d->nents);
 		return;
 	}
 	if (s->depth != 3 || !s->capturing)
 		return;
 	e = &d->ents[d->nents - 1];
-	bit = el == EL_KEY ? HAVE_KEY : el == EL_CODE ? HAVE_CODE :
-	    HAVE_MESSAGE;
+	bit = el == EL_KEY  ? HAVE_KEY
+	    : el == EL_CODE ? HAVE_CODE
+			    : HAVE_MESSAGE;
 	if (e->have & bit) {
 		sx_fail(s, "result #%zu has more than one <%s>", d->nents,
 		    el_names[el]);
@@ -1050,8 +1048,8 @@ int
 s3xml_delete_finish(struct s3xml_delete *d)
 {
 	struct delete_ent *e;
-	const char *why;
-	size_t i;
+	const char	  *why;
+	size_t		   i;
 
 	if (d->sx.finished)
 		return d->ok && !d->sx.failed ? 0 : -1;
@@ -1116,7 +1114,7 @@ s3xml_error_parse(const char *body, size_t len, char *code, size_t codelen,
     char *msg, size_t msglen)
 {
 	struct sx s;
-	int rv = -1;
+	int	  rv = -1;
 
 	copy_cut(code, codelen, "");
 	copy_cut(msg, msglen, "");

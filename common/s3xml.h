@@ -21,16 +21,16 @@
 
 #include "util.h"
 
-#define S3XML_MAX_KEY		1024	/* bytes of a decoded key, S3's limit */
-#define S3XML_MAX_OBJECTS	10000	/* entries in one page or result */
-#define S3XML_MAX_DEPTH		16	/* element nesting */
-#define S3XML_MAX_DOCUMENT	(16 * 1024 * 1024)	/* bytes fed in all */
+#define S3XML_MAX_KEY	   1024	 /* bytes of a decoded key, S3's limit */
+#define S3XML_MAX_OBJECTS  10000 /* entries in one page or result */
+#define S3XML_MAX_DEPTH	   16	 /* element nesting */
+#define S3XML_MAX_DOCUMENT (16 * 1024 * 1024) /* bytes fed in all */
 
 struct s3_object {
-	const char	*key;		/* NUL-terminated, valid UTF-8 */
-	size_t		 key_len;
-	int64_t		 size;
-	int64_t		 last_modified_ms;	/* ms since epoch UTC */
+	const char *key; /* NUL-terminated, valid UTF-8 */
+	size_t	    key_len;
+	int64_t	    size;
+	int64_t	    last_modified_ms; /* ms since epoch UTC */
 };
 
 /*
@@ -42,7 +42,7 @@ struct s3_object {
 struct s3xml_list;
 
 struct s3xml_list *s3xml_list_create(void);
-void s3xml_list_free(struct s3xml_list *);
+void		   s3xml_list_free(struct s3xml_list *);
 int s3xml_list_feed(struct s3xml_list *, const char *, size_t) MUST_CHECK;
 int s3xml_list_finish(struct s3xml_list *) MUST_CHECK;
 /* The reason the last feed or finish failed, "" when none did. */
@@ -56,7 +56,7 @@ const char *s3xml_list_next_token(const struct s3xml_list *);
 int64_t s3xml_list_key_count(const struct s3xml_list *);
 /* The top-level Prefix, decoded; NULL when absent. */
 const char *s3xml_list_prefix(const struct s3xml_list *);
-size_t s3xml_list_count(const struct s3xml_list *);
+size_t	    s3xml_list_count(const struct s3xml_list *);
 /* The i-th Contents in document order, NULL when out of range. */
 const struct s3_object *s3xml_list_object(const struct s3xml_list *, size_t);
 
@@ -66,21 +66,20 @@ const struct s3_object *s3xml_list_object(const struct s3xml_list *, size_t);
  * Message ("" when absent).  Both need a Key.
  */
 struct s3_delete_result {
-	const char	*key;
-	int		 deleted;
-	const char	*code;
-	const char	*message;
+	const char *key;
+	int	    deleted;
+	const char *code;
+	const char *message;
 };
 
 struct s3xml_delete;
 
 struct s3xml_delete *s3xml_delete_create(void);
-void s3xml_delete_free(struct s3xml_delete *);
-int s3xml_delete_feed(struct s3xml_delete *, const char *, size_t)
-    MUST_CHECK;
+void		     s3xml_delete_free(struct s3xml_delete *);
+int s3xml_delete_feed(struct s3xml_delete *, const char *, size_t) MUST_CHECK;
 int s3xml_delete_finish(struct s3xml_delete *) MUST_CHECK;
-const char *s3xml_delete_error(const struct s3xml_delete *);
-size_t s3xml_delete_count(const struct s3xml_delete *);
+const char		      *s3xml_delete_error(const struct s3xml_delete *);
+size_t			       s3xml_delete_count(const struct s3xml_delete *);
 const struct s3_delete_result *s3xml_delete_result(
     const struct s3xml_delete *, size_t);
 
@@ -90,7 +89,7 @@ const struct s3_delete_result *s3xml_delete_result(
  * Message (possibly empty) truncated at a UTF-8 boundary to fit; returns
  * -1 and empties both buffers otherwise.  Either buffer may be NULL.
  */
-int s3xml_error_parse(const char *body, size_t len, char *code,
-    size_t codelen, char *msg, size_t msglen) MUST_CHECK;
+int s3xml_error_parse(const char *body, size_t len, char *code, size_t codelen,
+    char *msg, size_t msglen) MUST_CHECK;
 
 #endif

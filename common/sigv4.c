@@ -18,19 +18,19 @@
 #include "sigv4.h"
 #include "util.h"
 
-#define SIGV4_ALGORITHM	"AWS4-HMAC-SHA256"
-#define SIGV4_TERMINATOR	"aws4_request"
+#define SIGV4_ALGORITHM	 "AWS4-HMAC-SHA256"
+#define SIGV4_TERMINATOR "aws4_request"
 
 /* One canonical header while it is being built. */
 struct chdr {
-	char	*name;		/* lowercased */
-	char	*value;		/* trimmed, spaces collapsed */
-	size_t	 order;		/* position given, for a stable sort */
+	char  *name;  /* lowercased */
+	char  *value; /* trimmed, spaces collapsed */
+	size_t order; /* position given, for a stable sort */
 };
 
 struct qparam {
-	char	*name;		/* canonical encoding */
-	char	*value;
+	char *name; /* canonical encoding */
+	char *value;
 };
 
 /*
@@ -38,13 +38,13 @@ struct qparam {
  * thread used.  Keys only change daily, so nearly every request hits.
  */
 struct key_cache {
-	int		 valid;
-	char		 date[9];
-	char		 region[64];
-	char		 service[64];
-	char		 secret[128];
-	size_t		 secretlen;
-	unsigned char	 key[32];
+	int	      valid;
+	char	      date[9];
+	char	      region[64];
+	char	      service[64];
+	char	      secret[128];
+	size_t	      secretlen;
+	unsigned char key[32];
 };
 
 static _Thread_local struct key_cache key_cache;
@@ -138,9 +138,9 @@ hex_encode(const unsigned char *p, size_t n, char *out)
 static int
 reencode(struct buf *b, const char *s, size_t n, int keep_slash)
 {
-	size_t i;
+	size_t	      i;
 	unsigned char c;
-	int hi, lo;
+	int	      hi, lo;
 
 	for (i = 0; i < n; i++) {
 		c = (unsigned char)s[i];
@@ -167,7 +167,7 @@ reencode(struct buf *b, const char *s, size_t n, int keep_slash)
 static void
 encode_path(struct buf *b, const char *s, size_t n)
 {
-	size_t i;
+	size_t	      i;
 	unsigned char c;
 
 	for (i = 0; i < n; i++) {
@@ -187,8 +187,8 @@ static void
 normalize_path(struct buf *out, const char *path)
 {
 	const char **seg, *p, *e;
-	size_t *seglen, nseg = 0, max = 1, i, l;
-	int trailing = 0;
+	size_t	    *seglen, nseg = 0, max = 1, i, l;
+	int	     trailing = 0;
 
 	for (p = path; *p != '\0'; p++)
 		if (*p == '/')
@@ -225,7 +225,7 @@ normalize_path(struct buf *out, const char *path)
 static int
 canonical_uri(struct buf *b, const struct sigv4_request *req)
 {
-	struct buf norm;
+	struct buf  norm;
 	const char *path = req->path;
 
 	if (*path == '\0')
@@ -248,7 +248,7 @@ static int
 qparam_cmp(const void *a, const void *b)
 {
 	const struct qparam *x = a, *y = b;
-	int c;
+	int		     c;
 
 	if ((c = strcmp(x->name, y->name)) != 0)
 		return c;
@@ -259,10 +259,10 @@ static int
 canonical_query(struct buf *b, const char *query)
 {
 	struct qparam *qp;
-	struct buf t;
-	const char *p, *e, *eq;
-	size_t n = 1, np = 0, i, len;
-	int rc = 0;
+	struct buf     t;
+	const char    *p, *e, *eq;
+	size_t	       n = 1, np = 0, i, len;
+	int	       rc = 0;
 
 	if (query == NULL || *query == '\0')
 		return 0;
@@ -277,12 +277,13 @@ canonical_query(struct buf *b, const char *query)
 		len = (size_t)(e - p);
 		if (len > 0) {
 			eq = memchr(p, '=', len);
-			if ((rc = reencode(&t, p, eq != NULL ?
-			    (size_t)(eq - p) : len, 0)) != 0)
+			if ((rc = reencode(&t, p,
+				 eq != NULL ? (size_t)(eq - p) : len, 0)) != 0)
 				goto out;
 			qp[np].name = buf_steal(&t);
-			if (eq != NULL && (rc = reencode(&t, eq + 1,
-			    (size_t)(e - eq - 1), 0)) != 0) {
+			if (eq != NULL &&
+			    (rc = reencode(
+				 &t, eq + 1, (size_t)(e - eq - 1), 0)) != 0) {
 				np++;
 				goto out;
 			}
@@ -314,7 +315,7 @@ static int
 canonical_value(const char *v, char **out)
 {
 	struct buf b;
-	int space = 0;
+	int	   space = 0;
 
 	buf_init(&b);
 	buf_add(&b, "", 0);
@@ -340,7 +341,7 @@ static int
 chdr_cmp(const void *a, const void *b)
 {
 	const struct chdr *x = a, *y = b;
-	int c;
+	int		   c;
 
 	if ((c = strcmp(x->name, y->name)) != 0)
 		return c;
@@ -351,7 +352,7 @@ static int
 add_chdr(struct chdr *h, size_t *n, const char *name, const char *value)
 {
 	char *p;
-	int rc;
+	int   rc;
 
 	if ((rc = canonical_value(value, &h[*n].value)) != 0)
 		return rc;
@@ -387,8 +388,8 @@ canonical_headers(struct buf *b, struct buf *signed_headers,
     const char *amz_date)
 {
 	struct chdr *h;
-	size_t n = 0, i;
-	int rc = 0;
+	size_t	     n = 0, i;
+	int	     rc = 0;
 
 	h = xcalloc(req->nheaders + 4, sizeof(*h));
 	for (i = 0; i < req->nheaders; i++) {
@@ -400,17 +401,19 @@ canonical_headers(struct buf *b, struct buf *signed_headers,
 		if (signer_owned(req, cr, req->headers[i].name))
 			continue;
 		if ((rc = add_chdr(h, &n, req->headers[i].name,
-		    req->headers[i].value)) != 0)
+			 req->headers[i].value)) != 0)
 			goto out;
 	}
 	if ((rc = add_chdr(h, &n, "host", req->host)) != 0 ||
 	    (rc = add_chdr(h, &n, "x-amz-date", amz_date)) != 0)
 		goto out;
-	if (req->mode == SIGV4_S3 && (rc = add_chdr(h, &n,
-	    "x-amz-content-sha256", req->payload_sha256_hex)) != 0)
+	if (req->mode == SIGV4_S3 &&
+	    (rc = add_chdr(
+		 h, &n, "x-amz-content-sha256", req->payload_sha256_hex)) != 0)
 		goto out;
-	if (cr->session_token != NULL && (rc = add_chdr(h, &n,
-	    "x-amz-security-token", cr->session_token)) != 0)
+	if (cr->session_token != NULL &&
+	    (rc = add_chdr(h, &n, "x-amz-security-token", cr->session_token)) !=
+		0)
 		goto out;
 	qsort(h, n, sizeof(*h), chdr_cmp);
 	for (i = 0; i < n; i++) {
@@ -448,7 +451,7 @@ valid_payload_hash(const char *s)
 	if (strncmp(s, "STREAMING-", 10) == 0) {
 		for (; *s != '\0'; s++)
 			if (!((*s >= 'A' && *s <= 'Z') ||
-			    (*s >= '0' && *s <= '9') || *s == '-'))
+				(*s >= '0' && *s <= '9') || *s == '-'))
 				return 0;
 		return 1;
 	}
@@ -466,7 +469,8 @@ hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
 	unsigned int outlen = 32;
 
 	if (HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &outlen) ==
-	    NULL || outlen != 32)
+		NULL ||
+	    outlen != 32)
 		return -EIO;
 	return 0;
 }
@@ -478,10 +482,10 @@ signing_key(const char *secret, const char *date, const char *region,
     const char *service, unsigned char key[32])
 {
 	struct key_cache *kc = &key_cache;
-	unsigned char k[32];
-	char *k0;
-	size_t slen = strlen(secret);
-	int rc, cacheable;
+	unsigned char	  k[32];
+	char		 *k0;
+	size_t		  slen = strlen(secret);
+	int		  rc, cacheable;
 
 	cacheable = slen < sizeof(kc->secret) &&
 	    strlen(region) < sizeof(kc->region) &&
@@ -501,8 +505,8 @@ signing_key(const char *secret, const char *date, const char *region,
 	if (rc != 0 ||
 	    (rc = hmac_sha256(k, 32, region, strlen(region), k)) != 0 ||
 	    (rc = hmac_sha256(k, 32, service, strlen(service), k)) != 0 ||
-	    (rc = hmac_sha256(k, 32, SIGV4_TERMINATOR,
-	    strlen(SIGV4_TERMINATOR), key)) != 0) {
+	    (rc = hmac_sha256(k, 32, SIGV4_TERMINATOR, strlen(SIGV4_TERMINATOR),
+		 key)) != 0) {
 		OPENSSL_cleanse(k, sizeof(k));
 		return rc;
 	}
@@ -541,11 +545,11 @@ int
 sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *cr,
     struct sigv4_signed *out)
 {
-	struct buf creq, sh;
-	struct tm tm;
-	char date[9], scope[256], creq_hash[65], *sts;
+	struct buf    creq, sh;
+	struct tm     tm;
+	char	      date[9], scope[256], creq_hash[65], *sts;
 	unsigned char key[32], sig[32];
-	int rc;
+	int	      rc;
 
 	memset(out, 0, sizeof(*out));
 	if (!valid_request(req, cr))
@@ -553,14 +557,14 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *cr,
 	if (gmtime_r(&req->when, &tm) == NULL || tm.tm_year + 1900 < 1970 ||
 	    tm.tm_year + 1900 > 9999 ||
 	    strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ",
-	    &tm) != 16) {
+		&tm) != 16) {
 		memset(out, 0, sizeof(*out));
 		return -EINVAL;
 	}
 	memcpy(date, out->amz_date, 8);
 	date[8] = '\0';
 	if ((size_t)snprintf(scope, sizeof(scope), "%s/%s/%s/" SIGV4_TERMINATOR,
-	    date, req->region, req->service) >= sizeof(scope)) {
+		date, req->region, req->service) >= sizeof(scope)) {
 		memset(out, 0, sizeof(*out));
 		return -EINVAL;
 	}
@@ -583,10 +587,10 @@ sigv4_sign(const struct sigv4_request *req, const struct sigv4_creds *cr,
 	buf_adds(&creq, req->payload_sha256_hex);
 
 	sha256_hex(creq.data, creq.len, creq_hash);
-	sts = xasprintf(SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope,
-	    creq_hash);
+	sts = xasprintf(
+	    SIGV4_ALGORITHM "\n%s\n%s\n%s", out->amz_date, scope, creq_hash);
 	if ((rc = signing_key(cr->secret_access_key, date, req->region,
-	    req->service, key)) != 0 ||
+		 req->service, key)) != 0 ||
 	    (rc = hmac_sha256(key, sizeof(key), sts, strlen(sts), sig)) != 0) {
 		OPENSSL_cleanse(key, sizeof(key));
 		free(sts);
@@ -624,7 +628,7 @@ void
 sha256_hex(const void *p, size_t n, char out[65])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
+	unsigned int  len = 0;
 
 	if (EVP_Digest(n > 0 ? p : "", n, md, &len, EVP_sha256(), NULL) != 1 ||
 	    len != 32)
@@ -636,7 +640,7 @@ void
 md5_base64(const void *p, size_t n, char out[25])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int len = 0;
+	unsigned int  len = 0;
 
 	/* MD5 is missing under a FIPS-only provider; Content-MD5 needs it. */
 	if (EVP_Digest(n > 0 ? p : "", n, md, &len, EVP_md5(), NULL) != 1 ||

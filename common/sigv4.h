@@ -35,49 +35,49 @@
 
 #include "util.h"
 
-#define SIGV4_UNSIGNED_PAYLOAD	"UNSIGNED-PAYLOAD"
+#define SIGV4_UNSIGNED_PAYLOAD "UNSIGNED-PAYLOAD"
 
 struct sigv4_header {
-	const char	*name;
-	const char	*value;
+	const char *name;
+	const char *value;
 };
 
 /* S3: no path normalisation, no double encoding, x-amz-content-sha256 signed */
 enum sigv4_mode { SIGV4_S3, SIGV4_GENERIC };
 
 struct sigv4_creds {
-	const char	*access_key_id;
-	const char	*secret_access_key;
-	const char	*session_token;		/* may be NULL */
+	const char *access_key_id;
+	const char *secret_access_key;
+	const char *session_token; /* may be NULL */
 };
 
 struct sigv4_request {
-	enum sigv4_mode	 mode;
+	enum sigv4_mode mode;
 	/* generic mode only: remove dot segments, collapse slashes */
-	int		 normalize;
-	const char	*method;
+	int	    normalize;
+	const char *method;
 	/* Host header value as sent, with :port when non-default */
-	const char	*host;
+	const char *host;
 	/* path as sent on the wire, already percent-encoded */
-	const char	*path;
+	const char *path;
 	/* raw query string as sent (no '?'), or NULL */
-	const char	*query;
+	const char *query;
 	/* headers the caller sets and wants signed (Content-MD5, ...) */
 	const struct sigv4_header *headers;
-	size_t		 nheaders;
+	size_t			   nheaders;
 	/* lowercase hex SHA-256 of the body, or "UNSIGNED-PAYLOAD" */
-	const char	*payload_sha256_hex;
-	const char	*region;
-	const char	*service;
-	time_t		 when;			/* signing time */
+	const char *payload_sha256_hex;
+	const char *region;
+	const char *service;
+	time_t	    when; /* signing time */
 };
 
 struct sigv4_signed {
-	char		 amz_date[17];		/* YYYYMMDDTHHMMSSZ */
-	char		 signature[65];
-	char		*authorization;		/* header value, malloc'd */
-	char		*canonical_request;	/* malloc'd, for tests, debug */
-	char		*string_to_sign;	/* malloc'd */
+	char  amz_date[17]; /* YYYYMMDDTHHMMSSZ */
+	char  signature[65];
+	char *authorization;	 /* header value, malloc'd */
+	char *canonical_request; /* malloc'd, for tests, debug */
+	char *string_to_sign;	 /* malloc'd */
 };
 
 /*
@@ -87,8 +87,8 @@ struct sigv4_signed {
  * The derived signing key is cached per thread for the last (date, region,
  * service, secret).
  */
-int sigv4_sign(const struct sigv4_request *, const struct sigv4_creds *,
-    struct sigv4_signed *) MUST_CHECK;
+int  sigv4_sign(const struct sigv4_request *, const struct sigv4_creds *,
+     struct sigv4_signed *) MUST_CHECK;
 void sigv4_signed_free(struct sigv4_signed *);
 
 /* Lowercase hex SHA-256. */

@@ -13,46 +13,46 @@
 enum field_kind { F_STRING, F_BOOL, F_COUNT, F_ID, F_ANY_TIME };
 
 struct field {
-	const char	*name;
-	enum field_kind	 kind;
-	int		 required;
-	int64_t		 max;	/* F_COUNT upper bound */
+	const char     *name;
+	enum field_kind kind;
+	int		required;
+	int64_t		max; /* F_COUNT upper bound */
 };
 
 struct type_spec {
-	const char		*name;
-	enum task_type		 type;
-	const struct field	*fields;
+	const char	   *name;
+	enum task_type	    type;
+	const struct field *fields;
 };
 
 static const struct field job_cleanup_fields[] = {
-	{ "type", F_STRING, 1, 0 },
-	{ "id", F_STRING, 0, 0 },
-	{ "job_id", F_ID, 1, 0 },
-	{ "dry_run", F_BOOL, 0, 0 },
-	{ "enqueued_at", F_ANY_TIME, 0, 0 },
-	{ NULL, 0, 0, 0 },
+    {"type", F_STRING, 1, 0},
+    {"id", F_STRING, 0, 0},
+    {"job_id", F_ID, 1, 0},
+    {"dry_run", F_BOOL, 0, 0},
+    {"enqueued_at", F_ANY_TIME, 0, 0},
+    {NULL, 0, 0, 0},
 };
 
 static const struct field retention_sweep_fields[] = {
-	{ "type", F_STRING, 1, 0 },
-	{ "id", F_STRING, 0, 0 },
-	{ "retention_days", F_COUNT, 0, 3650 },
-	{ "min_age_hours", F_COUNT, 0, 24 * 3650 },
-	{ "dry_run", F_BOOL, 0, 0 },
-	{ "force", F_BOOL, 0, 0 },
-	{ "prefix", F_STRING, 0, 0 },
-	{ "enqueued_at", F_ANY_TIME, 0, 0 },
-	{ NULL, 0, 0, 0 },
+    {"type", F_STRING, 1, 0},
+    {"id", F_STRING, 0, 0},
+    {"retention_days", F_COUNT, 0, 3650},
+    {"min_age_hours", F_COUNT, 0, 24 * 3650},
+    {"dry_run", F_BOOL, 0, 0},
+    {"force", F_BOOL, 0, 0},
+    {"prefix", F_STRING, 0, 0},
+    {"enqueued_at", F_ANY_TIME, 0, 0},
+    {NULL, 0, 0, 0},
 };
 
 static const struct type_spec type_specs[] = {
-	{ "job_cleanup", TASK_JOB_CLEANUP, job_cleanup_fields },
-	{ "retention_sweep", TASK_RETENTION_SWEEP, retention_sweep_fields },
+    {"job_cleanup", TASK_JOB_CLEANUP, job_cleanup_fields},
+    {"retention_sweep", TASK_RETENTION_SWEEP, retention_sweep_fields},
 };
 
 static int PRINTF_LIKE(3, 4)
-reject(struct task_error *err, const char *code, const char *fmt, ...)
+    reject(struct task_error *err, const char *code, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -89,7 +89,7 @@ find_duplicate_key(const cJSON *node, int depth)
 {
 	const cJSON *c;
 	const char **names, *dup = NULL;
-	size_t n = 0, i;
+	size_t	     n = 0, i;
 
 	if (depth > 64)
 		return NULL;
@@ -132,18 +132,21 @@ parse_id_field(const cJSON *v, struct task *t, struct task_error *err)
 
 	if (cJSON_IsString(v)) {
 		if (!text_ok(v->valuestring, TASK_JOB_ID_MAX))
-			return reject(err, "invalid_field", "field 'job_id' "
+			return reject(err, "invalid_field",
+			    "field 'job_id' "
 			    "must be 1 to %d printable characters",
 			    TASK_JOB_ID_MAX);
 		t->job_id = xstrdup(v->valuestring);
 		return 0;
 	}
 	if (!cJSON_IsNumber(v))
-		return reject(err, "invalid_field", "field 'job_id' must be a "
+		return reject(err, "invalid_field",
+		    "field 'job_id' must be a "
 		    "string or an integer");
 	d = v->valuedouble;
 	if (d < 0 || d > 9007199254740992.0 || d != floor(d))
-		return reject(err, "invalid_field", "field 'job_id' must be an "
+		return reject(err, "invalid_field",
+		    "field 'job_id' must be an "
 		    "integer from 0 to 2^53");
 	t->job_id = xasprintf("%.0f", d);
 	return 0;
@@ -156,21 +159,27 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 	switch (f->kind) {
 	case F_STRING:
 		if (!cJSON_IsString(v))
-			return reject(err, "invalid_field", "field '%s' must be "
-			    "a string", f->name);
+			return reject(err, "invalid_field",
+			    "field '%s' must be "
+			    "a string",
+			    f->name);
 		if (strcmp(f->name, "prefix") == 0) {
-			const char *why = key_unsafe_reason(v->valuestring,
-			    strlen(v->valuestring));
+			const char *why = key_unsafe_reason(
+			    v->valuestring, strlen(v->valuestring));
 			if (why != NULL)
-				return reject(err, "invalid_field", "field "
-				    "'prefix' is unsafe: %s", why);
+				return reject(err, "invalid_field",
+				    "field "
+				    "'prefix' is unsafe: %s",
+				    why);
 			t->prefix = xstrdup(v->valuestring);
 		}
 		return 0;
 	case F_BOOL:
 		if (!cJSON_IsBool(v))
-			return reject(err, "invalid_field", "field '%s' must be "
-			    "true or false", f->name);
+			return reject(err, "invalid_field",
+			    "field '%s' must be "
+			    "true or false",
+			    f->name);
 		if (strcmp(f->name, "dry_run") == 0)
 			t->dry_run = cJSON_IsTrue(v);
 		else
@@ -180,9 +189,10 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 		if (!cJSON_IsNumber(v) || v->valuedouble < 0 ||
 		    v->valuedouble > (double)f->max ||
 		    v->valuedouble != floor(v->valuedouble))
-			return reject(err, "invalid_field", "field '%s' must be "
-			    "an integer from 0 to %lld", f->name,
-			    (long long)f->max);
+			return reject(err, "invalid_field",
+			    "field '%s' must be "
+			    "an integer from 0 to %lld",
+			    f->name, (long long)f->max);
 		if (strcmp(f->name, "retention_days") == 0)
 			t->retention_days = (int64_t)v->valuedouble;
 		else
@@ -192,13 +202,15 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 		return parse_id_field(v, t, err);
 	case F_ANY_TIME:
 		if (!cJSON_IsString(v) && !cJSON_IsNumber(v))
-			return reject(err, "invalid_field", "field '%s' must be "
-			    "a timestamp string or a number", f->name);
+			return reject(err, "invalid_field",
+			    "field '%s' must be "
+			    "a timestamp string or a number",
+			    f->name);
 		t->enqueued_at = cJSON_Duplicate(v, 1);
 		return 0;
 	}
-	return reject(err, "invalid_field", "field '%s' has no parser",
-	    f->name);
+	return reject(
+	    err, "invalid_field", "field '%s' has no parser", f->name);
 }
 
 static int
@@ -206,23 +218,27 @@ parse_fields(const struct type_spec *spec, const cJSON *root, struct task *t,
     struct task_error *err)
 {
 	const struct field *f;
-	const cJSON *c;
+	const cJSON	   *c;
 
 	for (c = root->child; c != NULL; c = c->next) {
 		for (f = spec->fields; f->name != NULL; f++)
 			if (strcmp(f->name, c->string) == 0)
 				break;
 		if (f->name == NULL)
-			return reject(err, "unknown_field", "field '%.64s' is "
-			    "not part of a %s task", c->string, spec->name);
+			return reject(err, "unknown_field",
+			    "field '%.64s' is "
+			    "not part of a %s task",
+			    c->string, spec->name);
 		if (parse_field(f, c, t, err) != 0)
 			return -1;
 	}
 	for (f = spec->fields; f->name != NULL; f++)
-		if (f->required && cJSON_GetObjectItemCaseSensitive(root,
-		    f->name) == NULL)
-			return reject(err, "missing_field", "field '%s' is "
-			    "required in a %s task", f->name, spec->name);
+		if (f->required &&
+		    cJSON_GetObjectItemCaseSensitive(root, f->name) == NULL)
+			return reject(err, "missing_field",
+			    "field '%s' is "
+			    "required in a %s task",
+			    f->name, spec->name);
 	return 0;
 }
 
@@ -231,14 +247,16 @@ parse_envelope(const cJSON *root, struct task *t, struct task_error *err,
     const struct type_spec **specp)
 {
 	const cJSON *id, *type;
-	size_t i;
+	size_t	     i;
 
 	id = cJSON_GetObjectItemCaseSensitive(root, "id");
 	if (id != NULL) {
-		if (!cJSON_IsString(id) || !text_ok(id->valuestring,
-		    TASK_ID_MAX))
-			return reject(err, "invalid_field", "field 'id' must be "
-			    "1 to %d printable characters", TASK_ID_MAX);
+		if (!cJSON_IsString(id) ||
+		    !text_ok(id->valuestring, TASK_ID_MAX))
+			return reject(err, "invalid_field",
+			    "field 'id' must be "
+			    "1 to %d printable characters",
+			    TASK_ID_MAX);
 		strlcpy_(t->id, id->valuestring, sizeof(t->id));
 		strlcpy_(err->id, id->valuestring, sizeof(err->id));
 	}
@@ -246,48 +264,61 @@ parse_envelope(const cJSON *root, struct task *t, struct task_error *err,
 	if (type == NULL)
 		return reject(err, "missing_field", "field 'type' is required");
 	if (!cJSON_IsString(type))
-		return reject(err, "invalid_field", "field 'type' must be a "
+		return reject(err, "invalid_field",
+		    "field 'type' must be a "
 		    "string");
 	for (i = 0; i < nitems(type_specs); i++)
 		if (strcmp(type_specs[i].name, type->valuestring) == 0) {
 			*specp = &type_specs[i];
 			return 0;
 		}
-	return reject(err, "unknown_type", "type '%.64s' is not a task type "
-	    "this worker knows", type->valuestring);
+	return reject(err, "unknown_type",
+	    "type '%.64s' is not a task type "
+	    "this worker knows",
+	    type->valuestring);
 }
 
 int
 task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 {
 	const struct type_spec *spec = NULL;
-	const char *end = NULL, *dup;
-	cJSON *root;
-	int rc = -1;
+	const char	       *end = NULL, *dup;
+	cJSON		       *root;
+	int			rc = -1;
 
 	memset(t, 0, sizeof(*t));
 	memset(err, 0, sizeof(*err));
 	t->retention_days = t->min_age_hours = -1;
 	if (len > TASK_MAX_BYTES)
-		return reject(err, "too_large", "message is %zu bytes, more than "
-		    "the %d allowed", len, TASK_MAX_BYTES);
+		return reject(err, "too_large",
+		    "message is %zu bytes, more than "
+		    "the %d allowed",
+		    len, TASK_MAX_BYTES);
 	if (memchr(raw, '\0', len) != NULL)
-		return reject(err, "invalid_json", "message contains a NUL byte");
+		return reject(
+		    err, "invalid_json", "message contains a NUL byte");
 	if (!utf8_valid(raw, len))
-		return reject(err, "invalid_utf8", "message is not valid UTF-8");
+		return reject(
+		    err, "invalid_utf8", "message is not valid UTF-8");
 	root = cJSON_ParseWithLengthOpts(raw, len, &end, 0);
 	if (root == NULL) {
-		size_t at = end != NULL && end >= raw ? (size_t)(end - raw) :
-		    (cJSON_GetErrorPtr() != NULL ?
-		    (size_t)(cJSON_GetErrorPtr() - raw) : 0);
-		return reject(err, "invalid_json", "message is not valid JSON "
-		    "(near byte %zu)", at);
+		size_t at = end != NULL && end >= raw
+		    ? (size_t)(end - raw)
+		    : (cJSON_GetErrorPtr() != NULL
+			      ? (size_t)(cJSON_GetErrorPtr() - raw)
+			      : 0);
+		return reject(err, "invalid_json",
+		    "message is not valid JSON "
+		    "(near byte %zu)",
+		    at);
 	}
 	while (end != NULL && end < raw + len && strchr(" \t\r\n", *end))
 		end++;
 	if (end != raw + len) {
-		reject(err, "invalid_json", "message has trailing data after "
-		    "the JSON value (at byte %zu)", (size_t)(end - raw));
+		reject(err, "invalid_json",
+		    "message has trailing data after "
+		    "the JSON value (at byte %zu)",
+		    (size_t)(end - raw));
 		goto out;
 	}
 	if (!cJSON_IsObject(root)) {

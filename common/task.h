@@ -8,9 +8,9 @@
 
 struct cJSON;
 
-#define TASK_MAX_BYTES		(64 * 1024)
-#define TASK_ID_MAX		128
-#define TASK_JOB_ID_MAX		128
+#define TASK_MAX_BYTES	(64 * 1024)
+#define TASK_ID_MAX	128
+#define TASK_JOB_ID_MAX 128
 
 enum task_type {
 	TASK_JOB_CLEANUP,
@@ -22,17 +22,17 @@ enum task_type {
  * them.  Optional numbers are -1 when absent.
  */
 struct task {
-	enum task_type	 type;
-	const char	*type_name;
-	char		 id[TASK_ID_MAX + 1];
-	int		 id_assigned;	/* the message had no id */
-	char		*job_id;
-	int		 dry_run;
-	int		 force;
-	int64_t		 retention_days;
-	int64_t		 min_age_hours;
-	char		*prefix;
-	struct cJSON	*enqueued_at;	/* echoed back as given */
+	enum task_type type;
+	const char    *type_name;
+	char	       id[TASK_ID_MAX + 1];
+	int	       id_assigned; /* the message had no id */
+	char	      *job_id;
+	int	       dry_run;
+	int	       force;
+	int64_t	       retention_days;
+	int64_t	       min_age_hours;
+	char	      *prefix;
+	struct cJSON  *enqueued_at; /* echoed back as given */
 };
 
 /*
@@ -41,9 +41,9 @@ struct task {
  * id is the task id when one could be read, else empty.
  */
 struct task_error {
-	const char	*code;
-	char		 message[256];
-	char		 id[TASK_ID_MAX + 1];
+	const char *code;
+	char	    message[256];
+	char	    id[TASK_ID_MAX + 1];
 };
 
 /*
@@ -52,8 +52,8 @@ struct task_error {
  * unknown fields (a misspelt "dryrun" must not turn into a real delete),
  * missing or malformed fields.  On success fills t; the caller task_free()s.
  */
-int task_parse(const char *raw, size_t len, struct task *t,
-    struct task_error *err) MUST_CHECK;
+int  task_parse(const char *raw, size_t len, struct task *t,
+     struct task_error *err) MUST_CHECK;
 void task_free(struct task *);
 
 /* The task type's wire name, or NULL. */

@@ -61,7 +61,7 @@ char *
 xasprintf(const char *fmt, ...)
 {
 	va_list ap;
-	char *p;
+	char   *p;
 
 	va_start(ap, fmt);
 	if (vasprintf(&p, fmt, ap) < 0)
@@ -126,7 +126,7 @@ void
 buf_addf(struct buf *b, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
+	int	n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(NULL, 0, fmt, ap);
@@ -186,9 +186,9 @@ mono_us(void)
 void
 format_time_ms(int64_t ms, char *out, size_t outlen)
 {
-	time_t t = (time_t)(ms / 1000);
+	time_t	  t = (time_t)(ms / 1000);
 	struct tm tm;
-	char tmp[32];
+	char	  tmp[32];
 
 	gmtime_r(&t, &tm);
 	strftime(tmp, sizeof(tmp), "%Y-%m-%dT%H:%M:%S", &tm);
@@ -199,12 +199,12 @@ int
 utf8_valid(const char *str, size_t len)
 {
 	const unsigned char *s = (const unsigned char *)str;
-	size_t i = 0;
+	size_t		     i = 0;
 
 	while (i < len) {
 		unsigned char c = s[i];
-		uint32_t cp;
-		size_t n, k;
+		uint32_t      cp;
+		size_t	      n, k;
 
 		if (c < 0x80) {
 			i++;

@@ -4,9 +4,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define MUST_CHECK __attribute__((warn_unused_result))
+#define MUST_CHECK	  __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
-#define nitems(a) (sizeof(a) / sizeof((a)[0]))
+#define nitems(a)	  (sizeof(a) / sizeof((a)[0]))
 
 /* Allocation failure is a broken invariant: these abort with a message. */
 void *xmalloc(size_t);
@@ -21,9 +21,9 @@ char *xasprintf(const char *, ...) PRINTF_LIKE(1, 2);
  * a C string.  The buffer owns its data; buf_free() releases it.
  */
 struct buf {
-	char	*data;
-	size_t	 len;
-	size_t	 cap;
+	char  *data;
+	size_t len;
+	size_t cap;
 };
 
 void buf_init(struct buf *);

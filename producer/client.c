@@ -27,7 +27,8 @@ client_connect(struct client *c)
 	redis_connect(c->cmd);
 	event_base_dispatch(c->base);
 	if (!redis_is_ready(c->cmd)) {
-		fprintf(stderr, "clipsweep: cannot connect to Redis at %s: %s\n",
+		fprintf(stderr,
+		    "clipsweep: cannot connect to Redis at %s: %s\n",
 		    c->cfg.redis.redacted, redis_last_error(c->cmd));
 		c->exit_code = EX_UNAVAILABLE;
 		return -1;
@@ -47,8 +48,9 @@ client_exit(struct client *c, int code)
 int
 result_status_final(const char *s)
 {
-	return s != NULL && (strcmp(s, "ok") == 0 || strcmp(s, "partial") == 0 ||
-	    strcmp(s, "failed") == 0 || strcmp(s, "refused") == 0);
+	return s != NULL &&
+	    (strcmp(s, "ok") == 0 || strcmp(s, "partial") == 0 ||
+		strcmp(s, "failed") == 0 || strcmp(s, "refused") == 0);
 }
 
 static const char *
@@ -64,14 +66,15 @@ print_keys(const cJSON *o, const char *field, const char *label)
 {
 	const cJSON *arr = cJSON_GetObjectItemCaseSensitive(o, field), *e;
 
-	cJSON_ArrayForEach(e, arr) {
+	cJSON_ArrayForEach(e, arr)
+	{
 		if (cJSON_IsString(e))
 			printf("  %-8s %s\n", label, e->valuestring);
 		else if (cJSON_IsObject(e))
 			printf("  %-8s %s (%s)\n", label,
 			    str_field(e, "key") ? str_field(e, "key") : "?",
-			    str_field(e, "reason") ? str_field(e, "reason") :
-			    "?");
+			    str_field(e, "reason") ? str_field(e, "reason")
+						   : "?");
 	}
 }
 
@@ -79,8 +82,8 @@ void
 client_print_result(struct client *c, const cJSON *r)
 {
 	const cJSON *errs, *e;
-	const char *type = str_field(r, "type"), *job = str_field(r, "job_id");
-	const char *msg = str_field(r, "message");
+	const char  *type = str_field(r, "type"), *job = str_field(r, "job_id");
+	const char  *msg = str_field(r, "message");
 
 	if (c->json) {
 		char *s = cJSON_PrintUnformatted(r);
@@ -90,21 +93,26 @@ client_print_result(struct client *c, const cJSON *r)
 		return;
 	}
 	printf("%s%s%s task %s: %s%s%s%s\n", type ? type : "task",
-	    job ? " for job " : "", job ? job : "", str_field(r, "id") ?
-	    str_field(r, "id") : "?", str_field(r, "status") ?
-	    str_field(r, "status") : "?", cJSON_IsTrue(
-	    cJSON_GetObjectItemCaseSensitive(r, "dry_run")) ? " (dry run)" : "",
+	    job ? " for job " : "", job ? job : "",
+	    str_field(r, "id") ? str_field(r, "id") : "?",
+	    str_field(r, "status") ? str_field(r, "status") : "?",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "dry_run"))
+		? " (dry run)"
+		: "",
 	    msg ? ": " : "", msg ? msg : "");
-	print_keys(r, "deleted_keys", cJSON_IsTrue(
-	    cJSON_GetObjectItemCaseSensitive(r, "dry_run")) ? "would" : "deleted");
+	print_keys(r, "deleted_keys",
+	    cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "dry_run"))
+		? "would"
+		: "deleted");
 	print_keys(r, "kept_keys", "kept");
 	errs = cJSON_GetObjectItemCaseSensitive(r, "errors");
-	cJSON_ArrayForEach(e, errs) {
+	cJSON_ArrayForEach(e, errs)
+	{
 		const char *key = str_field(e, "key");
 		printf("  %-8s %s%s%s: %s\n", "error", key ? key : "",
-		    key ? ": " : "", str_field(e, "code") ?
-		    str_field(e, "code") : "?", str_field(e, "message") ?
-		    str_field(e, "message") : "");
+		    key ? ": " : "",
+		    str_field(e, "code") ? str_field(e, "code") : "?",
+		    str_field(e, "message") ? str_field(e, "message") : "");
 	}
 	fflush(stdout);
 }

@@ -19,17 +19,17 @@
 #include "redis.h"
 #include "task.h"
 
-#define DEFAULT_WAIT_S	120
+#define DEFAULT_WAIT_S 120
 
 struct job_cmd {
-	struct client	*c;
-	char		 id[37];
-	char		*task;		/* the message, as pushed */
-	int		 wait_s;
-	struct redis	*sub;
-	struct event	*timeout_ev;
-	cJSON		*last;		/* last interim result seen */
-	int		 pushed;
+	struct client *c;
+	char	       id[37];
+	char	      *task; /* the message, as pushed */
+	int	       wait_s;
+	struct redis  *sub;
+	struct event  *timeout_ev;
+	cJSON	      *last; /* last interim result seen */
+	int	       pushed;
 };
 
 static void
@@ -38,15 +38,17 @@ job_done(struct job_cmd *j, const cJSON *result)
 	const cJSON *st = cJSON_GetObjectItemCaseSensitive(result, "status");
 
 	client_print_result(j->c, result);
-	client_exit(j->c, cJSON_IsString(st) &&
-	    strcmp(st->valuestring, "ok") == 0 ? 0 : EXIT_NOT_OK);
+	client_exit(j->c,
+	    cJSON_IsString(st) && strcmp(st->valuestring, "ok") == 0
+		? 0
+		: EXIT_NOT_OK);
 }
 
 /* A result for us: final ones end the command, others are progress. */
 static void
 job_consider(struct job_cmd *j, const char *payload, size_t len)
 {
-	cJSON *r = cJSON_ParseWithLength(payload, len);
+	cJSON	    *r = cJSON_ParseWithLength(payload, len);
 	const cJSON *id, *st;
 
 	if (r == NULL)
@@ -79,7 +81,7 @@ job_message(struct redis *r, const char *payload, size_t len, void *arg)
 static void
 job_stored(struct redis *r, const struct redis_reply *reply, void *arg)
 {
-	size_t len;
+	size_t	    len;
 	const char *s;
 
 	if (reply != NULL && (s = redis_reply_str(reply, &len)) != NULL &&
@@ -103,11 +105,14 @@ job_timeout(evutil_socket_t fd, short what, void *arg)
 	struct job_cmd *j = arg;
 
 	if (j->last != NULL) {
-		fprintf(stderr, "clipsweep: no final result for task %s "
-		    "within %d s; the last one was:\n", j->id, j->wait_s);
+		fprintf(stderr,
+		    "clipsweep: no final result for task %s "
+		    "within %d s; the last one was:\n",
+		    j->id, j->wait_s);
 		client_print_result(j->c, j->last);
 	} else
-		fprintf(stderr, "clipsweep: no result for task %s within %d s; "
+		fprintf(stderr,
+		    "clipsweep: no result for task %s within %d s; "
 		    "it is still queued or running (see 'clipsweep watch')\n",
 		    j->id, j->wait_s);
 	client_exit(j->c, EX_TEMPFAIL);
@@ -117,7 +122,7 @@ static void
 job_pushed(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct job_cmd *j = arg;
-	struct timeval tv = { j->wait_s, 0 };
+	struct timeval	tv = {j->wait_s, 0};
 
 	if (redis_reply_failed(reply)) {
 		fprintf(stderr, "clipsweep: enqueuing failed: %s\n",
@@ -130,13 +135,16 @@ job_pushed(struct redis *r, const struct redis_reply *reply, void *arg)
 		if (j->c->json)
 			printf("%s\n", j->task);
 		else
-			fprintf(stderr, "clipsweep: enqueued job_cleanup task %s\n", j->id);
+			fprintf(stderr,
+			    "clipsweep: enqueued job_cleanup task %s\n", j->id);
 		client_exit(j->c, 0);
 		return;
 	}
 	if (!j->c->json)
-		fprintf(stderr, "clipsweep: enqueued task %s; waiting up to "
-		    "%d s for its result\n", j->id, j->wait_s);
+		fprintf(stderr,
+		    "clipsweep: enqueued task %s; waiting up to "
+		    "%d s for its result\n",
+		    j->id, j->wait_s);
 	evtimer_add(j->timeout_ev, &tv);
 }
 
@@ -146,8 +154,9 @@ job_push(struct job_cmd *j)
 	char *queue = j->c->keys.jobs;
 
 	if (redis_cmd(j->c->cmd, job_pushed, j, "LPUSH", queue, j->task,
-	    (char *)NULL) != 0) {
-		fprintf(stderr, "clipsweep: Redis connection lost before "
+		(char *)NULL) != 0) {
+		fprintf(stderr,
+		    "clipsweep: Redis connection lost before "
 		    "enqueuing\n");
 		client_exit(j->c, EX_UNAVAILABLE);
 	}
@@ -168,7 +177,7 @@ job_subscribed(struct redis *r, const struct redis_reply *reply, void *arg)
 	if (!j->pushed)
 		job_push(j);
 	else
-		job_check_stored(j);	/* we may have missed it meanwhile */
+		job_check_stored(j); /* we may have missed it meanwhile */
 }
 
 static void
@@ -177,13 +186,14 @@ job_sub_state(struct redis *r, int up, void *arg)
 	struct job_cmd *j = arg;
 
 	if (up && !j->pushed &&
-	    redis_subscribe(r, j->c->keys.results, job_message, job_subscribed,
-	    j) != 0) {
+	    redis_subscribe(
+		r, j->c->keys.results, job_message, job_subscribed, j) != 0) {
 		fprintf(stderr, "clipsweep: cannot subscribe to results\n");
 		client_exit(j->c, EX_UNAVAILABLE);
 	}
 	if (!up && !j->pushed) {
-		fprintf(stderr, "clipsweep: cannot connect to Redis at %s: %s\n",
+		fprintf(stderr,
+		    "clipsweep: cannot connect to Redis at %s: %s\n",
 		    j->c->cfg.redis.redacted, redis_last_error(r));
 		client_exit(j->c, EX_UNAVAILABLE);
 	}
@@ -193,7 +203,7 @@ static char *
 job_build(struct job_cmd *j, const char *job_id, int dry_run)
 {
 	cJSON *o = cJSON_CreateObject();
-	char ts[40], *s;
+	char   ts[40], *s;
 
 	uuid_v4(j->id);
 	cJSON_AddStringToObject(o, "type", "job_cleanup");
@@ -211,7 +221,7 @@ static int
 job_parse_wait(const char *arg, int *out)
 {
 	char *end;
-	long v;
+	long  v;
 
 	if (arg == NULL) {
 		*out = DEFAULT_WAIT_S;
@@ -229,16 +239,16 @@ static int
 job_exec(struct client *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "dry-run", no_argument, NULL, 'n' },
-		{ "wait", optional_argument, NULL, 'w' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"dry-run", no_argument, NULL, 'n'},
+	    {"wait", optional_argument, NULL, 'w'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
-	struct job_cmd j;
-	struct task t;
+	struct job_cmd	  j;
+	struct task	  t;
 	struct task_error err;
-	int ch, dry_run = 0;
+	int		  ch, dry_run = 0;
 
 	memset(&j, 0, sizeof(j));
 	j.c = c;
@@ -249,8 +259,10 @@ job_exec(struct client *c, int argc, char **argv)
 			break;
 		case 'w':
 			if (job_parse_wait(optarg, &j.wait_s) != 0) {
-				fprintf(stderr, "clipsweep job: --wait takes "
-				    "1 to 86400 seconds, not '%s'\n", optarg);
+				fprintf(stderr,
+				    "clipsweep job: --wait takes "
+				    "1 to 86400 seconds, not '%s'\n",
+				    optarg);
 				return EX_USAGE;
 			}
 			break;
@@ -258,7 +270,8 @@ job_exec(struct client *c, int argc, char **argv)
 			c->json = 1;
 			break;
 		case 'h':
-			printf("usage: clipsweep job %s\n", cmd_job_entry.usage);
+			printf(
+			    "usage: clipsweep job %s\n", cmd_job_entry.usage);
 			return 0;
 		default:
 			fprintf(stderr, "usage: clipsweep job %s\n",
@@ -267,8 +280,8 @@ job_exec(struct client *c, int argc, char **argv)
 		}
 	}
 	if (argc - optind != 1) {
-		fprintf(stderr, "usage: clipsweep job %s\n",
-		    cmd_job_entry.usage);
+		fprintf(
+		    stderr, "usage: clipsweep job %s\n", cmd_job_entry.usage);
 		return EX_USAGE;
 	}
 	j.task = job_build(&j, argv[optind], dry_run);
@@ -300,7 +313,7 @@ job_exec(struct client *c, int argc, char **argv)
 }
 
 const struct cmd_entry cmd_job_entry = {
-	.name = "job",
-	.usage = "JOB_ID [--dry-run] [--wait[=SECONDS]] [--json]",
-	.exec = job_exec,
+    .name = "job",
+    .usage = "JOB_ID [--dry-run] [--wait[=SECONDS]] [--json]",
+    .exec = job_exec,
 };

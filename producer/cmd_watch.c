@@ -15,20 +15,22 @@
 #include "redis.h"
 
 struct watch_cmd {
-	struct client	*c;
-	struct redis	*sub;
-	int		 subscribed;
+	struct client *c;
+	struct redis  *sub;
+	int	       subscribed;
 };
 
 static void
 watch_message(struct redis *r, const char *payload, size_t len, void *arg)
 {
 	struct watch_cmd *w = arg;
-	cJSON *o = cJSON_ParseWithLength(payload, len);
+	cJSON		 *o = cJSON_ParseWithLength(payload, len);
 
 	if (o == NULL) {
-		fprintf(stderr, "clipsweep watch: ignoring a message that is "
-		    "not JSON (%zu bytes)\n", len);
+		fprintf(stderr,
+		    "clipsweep watch: ignoring a message that is "
+		    "not JSON (%zu bytes)\n",
+		    len);
 		return;
 	}
 	client_print_result(w->c, o);
@@ -54,15 +56,17 @@ watch_state(struct redis *r, int up, void *arg)
 	struct watch_cmd *w = arg;
 
 	if (up && !w->subscribed &&
-	    redis_subscribe(r, w->c->keys.results, watch_message,
-	    watch_subscribed, w) != 0)
+	    redis_subscribe(
+		r, w->c->keys.results, watch_message, watch_subscribed, w) != 0)
 		client_exit(w->c, EX_SOFTWARE);
 	else if (!up && !w->subscribed) {
-		fprintf(stderr, "clipsweep: cannot connect to Redis at %s: %s\n",
+		fprintf(stderr,
+		    "clipsweep: cannot connect to Redis at %s: %s\n",
 		    w->c->cfg.redis.redacted, redis_last_error(r));
 		client_exit(w->c, EX_UNAVAILABLE);
 	} else if (!up)
-		fprintf(stderr, "clipsweep: lost Redis (%s); reconnecting, "
+		fprintf(stderr,
+		    "clipsweep: lost Redis (%s); reconnecting, "
 		    "results published meanwhile are missed\n",
 		    redis_last_error(r));
 }
@@ -77,13 +81,13 @@ static int
 watch_exec(struct client *c, int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct watch_cmd w;
-	struct event *sigint, *sigterm;
-	int ch;
+	struct event	*sigint, *sigterm;
+	int		 ch;
 
 	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
 		switch (ch) {
@@ -122,7 +126,7 @@ watch_exec(struct client *c, int argc, char **argv)
 }
 
 const struct cmd_entry cmd_watch_entry = {
-	.name = "watch",
-	.usage = "[--json]",
-	.exec = watch_exec,
+    .name = "watch",
+    .usage = "[--json]",
+    .exec = watch_exec,
 };

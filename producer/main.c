@@ -17,8 +17,8 @@
 #include "redis.h"
 
 static const struct cmd_entry *cmd_table[] = {
-	&cmd_job_entry,
-	&cmd_watch_entry,
+    &cmd_job_entry,
+    &cmd_watch_entry,
 };
 
 static void
@@ -30,7 +30,8 @@ usage(FILE *f)
 	for (i = 0; i < nitems(cmd_table); i++)
 		fprintf(f, "  clipsweep %s %s\n", cmd_table[i]->name,
 		    cmd_table[i]->usage);
-	fprintf(f, "\n  clipsweep --help | --version\n\n"
+	fprintf(f,
+	    "\n  clipsweep --help | --version\n\n"
 	    "Redis comes from CLIPSWEEP_REDIS_URL (or REDIS_URL); keys are "
 	    "under CLIPSWEEP_NAMESPACE.\nSee clipsweep(1) and "
 	    "docs/PROTOCOL.md.\n");
@@ -40,10 +41,10 @@ int
 main(int argc, char **argv)
 {
 	const struct cmd_entry *cmd = NULL;
-	struct client c;
-	char err[512];
-	size_t i;
-	int rc;
+	struct client		c;
+	char			err[512];
+	size_t			i;
+	int			rc;
 
 	log_init("clipsweep", stderr);
 	log_set_json(0);
@@ -78,10 +79,12 @@ main(int argc, char **argv)
 	queue_keys_init(&c.keys, c.cfg.namespace, c.cfg.worker_id);
 	signal(SIGPIPE, SIG_IGN);
 	c.base = event_base_new();
-	c.dns = evdns_base_new(c.base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	c.dns = evdns_base_new(c.base,
+	    EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (c.base == NULL || c.dns == NULL) {
-		fprintf(stderr, "clipsweep: cannot set up the event loop or "
+		fprintf(stderr,
+		    "clipsweep: cannot set up the event loop or "
 		    "DNS\n");
 		return EX_OSERR;
 	}

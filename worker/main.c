@@ -20,8 +20,8 @@
 #include "log.h"
 #include "worker.h"
 
-#define DEFAULT_CONCURRENCY	16
-#define MAX_CONCURRENCY		1024
+#define DEFAULT_CONCURRENCY 16
+#define MAX_CONCURRENCY	    1024
 
 static void
 usage(FILE *f)
@@ -46,7 +46,8 @@ usage(FILE *f)
 	    "CLIPSWEEP_DATABASE_URL (or DATABASE_URL), CLOUDCUBE_URL, "
 	    "CLOUDCUBE_ACCESS_KEY_ID,\n"
 	    "CLOUDCUBE_SECRET_ACCESS_KEY; see clipsweep-worker(8) and "
-	    "README.md.\n", MAX_CONCURRENCY, DEFAULT_CONCURRENCY);
+	    "README.md.\n",
+	    MAX_CONCURRENCY, DEFAULT_CONCURRENCY);
 }
 
 static int
@@ -55,11 +56,15 @@ parse_queues(const char *arg, struct worker_options *opt)
 	char *copy = xstrdup(arg), *save = NULL, *tok;
 
 	for (tok = strtok_r(copy, ",", &save); tok != NULL;
-	    tok = strtok_r(NULL, ",", &save)) {
+	     tok = strtok_r(NULL, ",", &save)) {
 		size_t i;
-		if (*tok == '\0' || strspn(tok, "abcdefghijklmnopqrstuvwxyz"
-		    "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") != strlen(tok)) {
-			fprintf(stderr, "clipsweep-worker: --queues: '%s' is "
+		if (*tok == '\0' ||
+		    strspn(tok,
+			"abcdefghijklmnopqrstuvwxyz"
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-") !=
+			strlen(tok)) {
+			fprintf(stderr,
+			    "clipsweep-worker: --queues: '%s' is "
 			    "not a queue name (letters, digits, _ and -)\n",
 			    tok);
 			free(copy);
@@ -70,13 +75,14 @@ parse_queues(const char *arg, struct worker_options *opt)
 				break;
 		if (i < opt->nqueues)
 			continue;
-		opt->queues = xrealloc(opt->queues,
-		    (opt->nqueues + 1) * sizeof(*opt->queues));
+		opt->queues = xrealloc(
+		    opt->queues, (opt->nqueues + 1) * sizeof(*opt->queues));
 		opt->queues[opt->nqueues++] = xstrdup(tok);
 	}
 	free(copy);
 	if (opt->nqueues == 0) {
-		fprintf(stderr, "clipsweep-worker: --queues needs at least one "
+		fprintf(stderr,
+		    "clipsweep-worker: --queues needs at least one "
 		    "queue name\n");
 		return -1;
 	}
@@ -87,16 +93,16 @@ static int
 parse_options(int argc, char **argv, struct worker_options *opt)
 {
 	static const struct option longopts[] = {
-		{ "concurrency", required_argument, NULL, 'c' },
-		{ "queues", required_argument, NULL, 'q' },
-		{ "drain", no_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 },
+	    {"concurrency", required_argument, NULL, 'c'},
+	    {"queues", required_argument, NULL, 'q'},
+	    {"drain", no_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
 	};
 	char *end;
-	long v;
-	int ch;
+	long  v;
+	int   ch;
 
 	opt->concurrency = DEFAULT_CONCURRENCY;
 	while ((ch = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
@@ -106,7 +112,8 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 			v = strtol(optarg, &end, 10);
 			if (errno != 0 || *end != '\0' || v < 1 ||
 			    v > MAX_CONCURRENCY) {
-				fprintf(stderr, "clipsweep-worker: "
+				fprintf(stderr,
+				    "clipsweep-worker: "
 				    "--concurrency must be 1 to %d, not '%s'\n",
 				    MAX_CONCURRENCY, optarg);
 				return EX_USAGE;
@@ -150,12 +157,13 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 static void
 log_started(const struct config *cfg, const struct worker_options *opt)
 {
-	char conc[16], queues[256] = "";
+	char   conc[16], queues[256] = "";
 	size_t i;
 
 	for (i = 0; i < opt->nqueues; i++) {
 		if (i > 0)
-			strncat(queues, ",", sizeof(queues) - strlen(queues) - 1);
+			strncat(
+			    queues, ",", sizeof(queues) - strlen(queues) - 1);
 		strncat(queues, opt->queues[i],
 		    sizeof(queues) - strlen(queues) - 1);
 	}
@@ -164,29 +172,30 @@ log_started(const struct config *cfg, const struct worker_options *opt)
 	    cfg->worker_id, "queues", queues, "concurrency", conc, "drain",
 	    opt->drain ? "true" : "false", "redis", cfg->redis.redacted,
 	    "database", cfg->database_redacted, "storage",
-	    cfg->storage.redacted, "region", cfg->storage.region,
-	    "namespace", cfg->namespace, (char *)NULL);
+	    cfg->storage.redacted, "region", cfg->storage.region, "namespace",
+	    cfg->namespace, (char *)NULL);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct worker_options opt;
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct event *sigterm, *sigint;
-	struct worker *w;
-	struct config cfg;
-	char err[512];
-	size_t i;
-	int rc;
+	struct event_base    *base;
+	struct evdns_base    *dns;
+	struct event	     *sigterm, *sigint;
+	struct worker	     *w;
+	struct config	      cfg;
+	char		      err[512];
+	size_t		      i;
+	int		      rc;
 
 	memset(&opt, 0, sizeof(opt));
 	log_init("clipsweep-worker", stdout);
 	if ((rc = parse_options(argc, argv, &opt)) != 0)
 		return rc;
-	if (config_load(&cfg, CONFIG_NEED_REDIS | CONFIG_NEED_DATABASE |
-	    CONFIG_NEED_STORAGE, err, sizeof(err)) != 0)
+	if (config_load(&cfg,
+		CONFIG_NEED_REDIS | CONFIG_NEED_DATABASE | CONFIG_NEED_STORAGE,
+		err, sizeof(err)) != 0)
 		fatal_code(EX_CONFIG, "configuration: %s", err);
 	signal(SIGPIPE, SIG_IGN);
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
@@ -195,9 +204,11 @@ main(int argc, char **argv)
 
 	if ((base = event_base_new()) == NULL)
 		fatal("cannot create the event loop");
-	if ((dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
-		fatal_code(EX_OSERR, "cannot set up DNS resolution from "
+	if ((dns = evdns_base_new(base,
+		 EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		     EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+		fatal_code(EX_OSERR,
+		    "cannot set up DNS resolution from "
 		    "/etc/resolv.conf");
 	w = worker_new(base, dns, &cfg, &opt);
 	sigterm = evsignal_new(base, SIGTERM, on_signal, w);

@@ -24,22 +24,22 @@
 struct cleanup;
 
 struct candidate {
-	struct cleanup	*owner;
-	const char	*column;	/* original_key or audio_key */
-	char		*key;		/* full storage key */
-	int		 referenced;
-	int		 present;
-	int		 failed;	/* HEAD failed: not deleted */
-	int64_t		 size;
+	struct cleanup *owner;
+	const char     *column; /* original_key or audio_key */
+	char	       *key;	/* full storage key */
+	int		referenced;
+	int		present;
+	int		failed; /* HEAD failed: not deleted */
+	int64_t		size;
 };
 
 struct cleanup {
-	struct task_run		*tr;
-	struct candidate	 cand[MAX_CANDIDATES];
-	int			 ncand;
-	int			 heads_pending;
-	long long		 total_clips;
-	long long		 completed_clips;
+	struct task_run *tr;
+	struct candidate cand[MAX_CANDIDATES];
+	int		 ncand;
+	int		 heads_pending;
+	long long	 total_clips;
+	long long	 completed_clips;
 };
 
 /*
@@ -62,8 +62,13 @@ static const char cleanup_sql[] =
     "FROM %1$s j WHERE j.id = $1";
 
 enum {
-	COL_STATUS, COL_ORIGINAL, COL_AUDIO, COL_TOTAL, COL_COMPLETED,
-	COL_ORIGINAL_REF, COL_AUDIO_REF,
+	COL_STATUS,
+	COL_ORIGINAL,
+	COL_AUDIO,
+	COL_TOTAL,
+	COL_COMPLETED,
+	COL_ORIGINAL_REF,
+	COL_AUDIO_REF,
 };
 
 static void
@@ -90,19 +95,19 @@ static void
 add_message(struct task_run *tr, long long count, long long bytes,
     long long absent, long long kept, long long retained)
 {
-	char msg[256];
+	char	   msg[256];
 	struct buf b;
 
 	buf_init(&b);
-	buf_addf(&b, "%s %lld file%s (%.2f MB)", tr->task.dry_run ?
-	    "Would delete" : "Deleted", count, count == 1 ? "" : "s",
-	    (double)bytes / (1024.0 * 1024.0));
+	buf_addf(&b, "%s %lld file%s (%.2f MB)",
+	    tr->task.dry_run ? "Would delete" : "Deleted", count,
+	    count == 1 ? "" : "s", (double)bytes / (1024.0 * 1024.0));
 	if (absent > 0)
 		buf_addf(&b, ", %lld already gone", absent);
 	if (kept > 0)
 		buf_addf(&b, ", kept %lld still referenced", kept);
-	buf_addf(&b, ", retained %lld clip%s", retained,
-	    retained == 1 ? "" : "s");
+	buf_addf(
+	    &b, ", retained %lld clip%s", retained, retained == 1 ? "" : "s");
 	strlcpy_(msg, b.data, sizeof(msg));
 	buf_free(&b);
 	cJSON_AddStringToObject(tr->result, "message", msg);
@@ -113,9 +118,9 @@ static void
 cleanup_report(struct cleanup *c, const int *deleted, const char *status)
 {
 	struct task_run *tr = c->tr;
-	cJSON *keys = cJSON_CreateArray(), *kept = cJSON_CreateArray();
+	cJSON	 *keys = cJSON_CreateArray(), *kept = cJSON_CreateArray();
 	long long count = 0, absent = 0, bytes = 0, nkept = 0;
-	int i;
+	int	  i;
 
 	for (i = 0; i < c->ncand; i++) {
 		struct candidate *k = &c->cand[i];
@@ -136,14 +141,14 @@ cleanup_report(struct cleanup *c, const int *deleted, const char *status)
 	add_message(tr, count, bytes, absent, nkept, c->total_clips);
 	cJSON_AddItemToObject(tr->result, "deleted_keys", keys);
 	cJSON_AddNumberToObject(tr->result, "deleted_count", (double)count);
-	cJSON_AddNumberToObject(tr->result, "already_absent_count",
-	    (double)absent);
-	cJSON_AddNumberToObject(tr->result, "deleted_size_bytes",
-	    (double)bytes);
+	cJSON_AddNumberToObject(
+	    tr->result, "already_absent_count", (double)absent);
+	cJSON_AddNumberToObject(
+	    tr->result, "deleted_size_bytes", (double)bytes);
 	cJSON_AddNumberToObject(tr->result, "deleted_size_mb",
 	    (double)((long long)((double)bytes / 10485.76 + 0.5)) / 100.0);
-	cJSON_AddNumberToObject(tr->result, "retained_count",
-	    (double)c->total_clips);
+	cJSON_AddNumberToObject(
+	    tr->result, "retained_count", (double)c->total_clips);
 	cJSON_AddItemToObject(tr->result, "kept_keys", kept);
 	cleanup_finish(c, status);
 }
@@ -153,13 +158,13 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
     const struct s3_error *err)
 {
 	struct cleanup *c = arg;
-	int deleted[MAX_CANDIDATES] = { 0 };
-	int errors = 0, i;
-	size_t j;
+	int		deleted[MAX_CANDIDATES] = {0};
+	int		errors = 0, i;
+	size_t		j;
 
 	if (err != NULL) {
-		task_run_error(c->tr, NULL, err->transient ?
-		    "storage_unavailable" : "storage_error",
+		task_run_error(c->tr, NULL,
+		    err->transient ? "storage_unavailable" : "storage_error",
 		    "DeleteObjects failed: %s%s%s", err->code,
 		    err->message[0] ? ": " : "", err->message);
 		cleanup_report(c, deleted, "failed");
@@ -170,14 +175,15 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
 			if (strcmp(c->cand[i].key, res[j].key) == 0)
 				break;
 		if (i == c->ncand)
-			continue;	/* the client reports only our keys */
+			continue; /* the client reports only our keys */
 		if (res[j].deleted)
 			deleted[i] = 1;
 		else {
-			task_run_error(c->tr, res[j].key, res[j].code ?
-			    res[j].code : "delete_failed", "%s",
-			    res[j].message ? res[j].message :
-			    "the storage did not delete the key");
+			task_run_error(c->tr, res[j].key,
+			    res[j].code ? res[j].code : "delete_failed", "%s",
+			    res[j].message
+				? res[j].message
+				: "the storage did not delete the key");
 			errors++;
 		}
 	}
@@ -191,8 +197,8 @@ static void
 cleanup_delete(struct cleanup *c)
 {
 	const char *keys[MAX_CANDIDATES];
-	int deleted[MAX_CANDIDATES] = { 0 };
-	int n = 0, failed = 0, i;
+	int	    deleted[MAX_CANDIDATES] = {0};
+	int	    n = 0, failed = 0, i;
 
 	for (i = 0; i < c->ncand; i++) {
 		struct candidate *k = &c->cand[i];
@@ -207,8 +213,9 @@ cleanup_delete(struct cleanup *c)
 		return;
 	}
 	if (s3_delete_objects(worker_s3(c->tr->w), keys, (size_t)n,
-	    cleanup_deleted, c) != 0) {
-		task_run_error(c->tr, NULL, "storage_error", "cannot send "
+		cleanup_deleted, c) != 0) {
+		task_run_error(c->tr, NULL, "storage_error",
+		    "cannot send "
 		    "DeleteObjects");
 		memset(deleted, 0, sizeof(deleted));
 		cleanup_report(c, deleted, "failed");
@@ -220,12 +227,12 @@ cleanup_head_done(void *arg, int found, const struct s3_object *obj,
     const struct s3_error *err)
 {
 	struct candidate *k = arg;
-	struct cleanup *c = k->owner;
+	struct cleanup	 *c = k->owner;
 
 	if (err != NULL) {
 		k->failed = 1;
-		task_run_error(c->tr, k->key, err->transient ?
-		    "storage_unavailable" : "storage_error",
+		task_run_error(c->tr, k->key,
+		    err->transient ? "storage_unavailable" : "storage_error",
 		    "HEAD failed, so the key was not deleted: %s%s%s",
 		    err->code, err->message[0] ? ": " : "", err->message);
 	} else if (found) {
@@ -254,10 +261,10 @@ cleanup_heads(struct cleanup *c)
 		if (k->referenced)
 			continue;
 		if (s3_head(worker_s3(c->tr->w), k->key, cleanup_head_done,
-		    k) != 0) {
+			k) != 0) {
 			k->failed = 1;
-			task_run_error(c->tr, k->key, "storage_error",
-			    "cannot send HEAD");
+			task_run_error(
+			    c->tr, k->key, "storage_error", "cannot send HEAD");
 			if (--c->heads_pending == 0)
 				cleanup_delete(c);
 		}
@@ -269,26 +276,28 @@ cleanup_heads(struct cleanup *c)
  * key.  A key that could land outside the prefix refuses the whole task.
  */
 static int
-cleanup_add_candidate(struct cleanup *c, const char *column, const char *rel,
-    const char *ref)
+cleanup_add_candidate(
+    struct cleanup *c, const char *column, const char *rel, const char *ref)
 {
-	const char *prefix = worker_config(c->tr->w)->storage.prefix;
-	const char *why;
+	const char	 *prefix = worker_config(c->tr->w)->storage.prefix;
+	const char	 *why;
 	struct candidate *k;
-	int i;
+	int		  i;
 
 	if (rel == NULL || *rel == '\0')
 		return 0;
 	if ((why = key_unsafe_reason(rel, strlen(rel))) != NULL ||
 	    strlen(prefix) + strlen(rel) > 1024) {
-		task_run_error(c->tr, rel, "unsafe_key", "%s value '%.200s' "
-		    "is refused: %s; nothing was deleted", column, rel,
+		task_run_error(c->tr, rel, "unsafe_key",
+		    "%s value '%.200s' "
+		    "is refused: %s; nothing was deleted",
+		    column, rel,
 		    why ? why : "the storage key would exceed 1024 bytes");
 		return -1;
 	}
 	for (i = 0; i < c->ncand; i++)
 		if (strcmp(c->cand[i].key + strlen(prefix), rel) == 0)
-			return 0;	/* audio_key == original_key */
+			return 0; /* audio_key == original_key */
 	k = &c->cand[c->ncand++];
 	k->owner = c;
 	k->column = column;
@@ -304,39 +313,44 @@ count_value(const char *s)
 }
 
 static void
-cleanup_loaded(void *arg, const struct db_result *res,
-    const struct db_error *err)
+cleanup_loaded(
+    void *arg, const struct db_result *res, const struct db_error *err)
 {
-	struct cleanup *c = arg;
+	struct cleanup	*c = arg;
 	struct task_run *tr = c->tr;
-	const char *status;
-	int rows;
+	const char	*status;
+	int		 rows;
 
 	if (err != NULL) {
-		if (err->kind == DB_ERR_QUERY && strcmp(err->sqlstate,
-		    "22P02") == 0)
-			task_run_error(tr, NULL, "job_not_found", "job_id "
+		if (err->kind == DB_ERR_QUERY &&
+		    strcmp(err->sqlstate, "22P02") == 0)
+			task_run_error(tr, NULL, "job_not_found",
+			    "job_id "
 			    "'%s' is not a valid id for the jobs table: %s",
 			    tr->task.job_id, err->message);
 		else
-			task_run_error(tr, NULL, err->kind ==
-			    DB_ERR_UNAVAILABLE ? "database_unavailable" :
-			    "database_error", "loading job %s failed: %s%s%s",
-			    tr->task.job_id, err->message, err->sqlstate[0] ?
-			    " SQLSTATE " : "", err->sqlstate);
+			task_run_error(tr, NULL,
+			    err->kind == DB_ERR_UNAVAILABLE
+				? "database_unavailable"
+				: "database_error",
+			    "loading job %s failed: %s%s%s", tr->task.job_id,
+			    err->message, err->sqlstate[0] ? " SQLSTATE " : "",
+			    err->sqlstate);
 		cleanup_finish(c, "failed");
 		return;
 	}
 	rows = db_ntuples(res);
 	if (rows == 0) {
-		task_run_error(tr, NULL, "job_not_found", "job %s was not found",
-		    tr->task.job_id);
+		task_run_error(tr, NULL, "job_not_found",
+		    "job %s was not found", tr->task.job_id);
 		cleanup_finish(c, "failed");
 		return;
 	}
 	if (rows > 1) {
-		task_run_error(tr, NULL, "ambiguous_job", "job id %s matches %d "
-		    "rows; nothing was deleted", tr->task.job_id, rows);
+		task_run_error(tr, NULL, "ambiguous_job",
+		    "job id %s matches %d "
+		    "rows; nothing was deleted",
+		    tr->task.job_id, rows);
 		cleanup_finish(c, "refused");
 		return;
 	}
@@ -346,17 +360,19 @@ cleanup_loaded(void *arg, const struct db_result *res,
 	cJSON_AddStringToObject(tr->result, "job_status", status ? status : "");
 	if (!(status != NULL && strcmp(status, "completed") == 0) &&
 	    !(c->total_clips > 0 && c->completed_clips == c->total_clips)) {
-		task_run_error(tr, NULL, "clips_not_finished", "job %s is '%s' "
+		task_run_error(tr, NULL, "clips_not_finished",
+		    "job %s is '%s' "
 		    "with %lld of %lld clips completed; nothing was deleted",
 		    tr->task.job_id, status ? status : "(null)",
 		    c->completed_clips, c->total_clips);
 		cleanup_finish(c, "failed");
 		return;
 	}
-	if (cleanup_add_candidate(c, "original_key", db_value(res, 0,
-	    COL_ORIGINAL), db_value(res, 0, COL_ORIGINAL_REF)) != 0 ||
+	if (cleanup_add_candidate(c, "original_key",
+		db_value(res, 0, COL_ORIGINAL),
+		db_value(res, 0, COL_ORIGINAL_REF)) != 0 ||
 	    cleanup_add_candidate(c, "audio_key", db_value(res, 0, COL_AUDIO),
-	    db_value(res, 0, COL_AUDIO_REF)) != 0) {
+		db_value(res, 0, COL_AUDIO_REF)) != 0) {
 		cleanup_finish(c, "refused");
 		return;
 	}
@@ -367,24 +383,24 @@ static void
 job_cleanup_run(struct task_run *tr)
 {
 	const struct config *cfg = worker_config(tr->w);
-	struct cleanup *c = xcalloc(1, sizeof(*c));
-	const char *params[1] = { tr->task.job_id };
-	char *sql;
+	struct cleanup	    *c = xcalloc(1, sizeof(*c));
+	const char	    *params[1] = {tr->task.job_id};
+	char		    *sql;
 
 	c->tr = tr;
 	tr->kind_state = c;
 	sql = xasprintf(cleanup_sql, cfg->jobs_table, cfg->clips_table);
-	if (db_query(worker_db(tr->w), sql, 1, params, cleanup_loaded,
-	    c) != 0) {
-		task_run_error(tr, NULL, "database_unavailable",
-		    "cannot send the query");
+	if (db_query(worker_db(tr->w), sql, 1, params, cleanup_loaded, c) !=
+	    0) {
+		task_run_error(
+		    tr, NULL, "database_unavailable", "cannot send the query");
 		cleanup_finish(c, "failed");
 	}
 	free(sql);
 }
 
 const struct task_kind task_kind_job_cleanup = {
-	.name = "job_cleanup",
-	.type = TASK_JOB_CLEANUP,
-	.run = job_cleanup_run,
+    .name = "job_cleanup",
+    .type = TASK_JOB_CLEANUP,
+    .run = job_cleanup_run,
 };

@@ -10,14 +10,15 @@
 static void
 retention_sweep_run(struct task_run *tr)
 {
-	task_run_error(tr, NULL, "unsupported", "retention_sweep is not "
+	task_run_error(tr, NULL, "unsupported",
+	    "retention_sweep is not "
 	    "supported by this worker version (%s); nothing was deleted",
 	    CLIPSWEEP_VERSION);
 	task_run_finish(tr, "failed");
 }
 
 const struct task_kind task_kind_retention_sweep = {
-	.name = "retention_sweep",
-	.type = TASK_RETENTION_SWEEP,
-	.run = retention_sweep_run,
+    .name = "retention_sweep",
+    .type = TASK_RETENTION_SWEEP,
+    .run = retention_sweep_run,
 };

@@ -17,37 +17,37 @@
 #include "s3.h"
 #include "worker.h"
 
-#define LOCK_TTL_S		15
-#define LOCK_RENEW_S		5
-#define PUBLISH_RETRY_MS	1000
+#define LOCK_TTL_S	 15
+#define LOCK_RENEW_S	 5
+#define PUBLISH_RETRY_MS 1000
 
 TAILQ_HEAD(task_run_list, task_run);
 
 struct worker {
-	struct event_base	*base;
-	struct evdns_base	*dns;
-	struct config		*cfg;
-	struct worker_options	 opt;
-	struct queue_keys	 keys;
-	char			**qkeys;
-	struct redis		*cmd;	/* results, acks, everything short */
-	struct redis		*claim;	/* blocking claims only */
-	struct db		*db;
-	struct s3_client	*s3;
-	struct task_run_list	 runs;
-	int			 inflight;
-	int			 claiming;
-	size_t			 claim_tried;
-	size_t			 rr;
-	int			 recovered;
-	int			 stopping;
-	int			 locked;
-	int			 lock_pending;
-	int			 exiting;
-	char			 lock_token[37];
-	char			*lock_key;
-	struct event		*lock_ev;
-	int64_t			 done_count;
+	struct event_base    *base;
+	struct evdns_base    *dns;
+	struct config	     *cfg;
+	struct worker_options opt;
+	struct queue_keys     keys;
+	char		    **qkeys;
+	struct redis	     *cmd;   /* results, acks, everything short */
+	struct redis	     *claim; /* blocking claims only */
+	struct db	     *db;
+	struct s3_client     *s3;
+	struct task_run_list  runs;
+	int		      inflight;
+	int		      claiming;
+	size_t		      claim_tried;
+	size_t		      rr;
+	int		      recovered;
+	int		      stopping;
+	int		      locked;
+	int		      lock_pending;
+	int		      exiting;
+	char		      lock_token[37];
+	char		     *lock_key;
+	struct event	     *lock_ev;
+	int64_t		      done_count;
 };
 
 static void claim_next(struct worker *);
@@ -81,8 +81,8 @@ const struct task_kind *
 task_kind_find(enum task_type type)
 {
 	static const struct task_kind *kinds[] = {
-		&task_kind_job_cleanup,
-		&task_kind_retention_sweep,
+	    &task_kind_job_cleanup,
+	    &task_kind_retention_sweep,
 	};
 	size_t i;
 
@@ -108,10 +108,11 @@ maybe_exit(struct worker *w)
 		return;
 	w->exiting = 1;
 	/* Release the worker id so that a restart need not wait for it. */
-	if (w->locked && redis_cmd(w->cmd, exit_now, w, "EVAL",
-	    "if redis.call('GET', KEYS[1]) == ARGV[1] then "
-	    "redis.call('DEL', KEYS[1]) end return 0", "1", w->lock_key,
-	    w->lock_token, (char *)NULL) == 0)
+	if (w->locked &&
+	    redis_cmd(w->cmd, exit_now, w, "EVAL",
+		"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+		"redis.call('DEL', KEYS[1]) end return 0",
+		"1", w->lock_key, w->lock_token, (char *)NULL) == 0)
 		return;
 	exit_now(w->cmd, NULL, w);
 }
@@ -120,9 +121,10 @@ void
 worker_stop(struct worker *w, const char *why)
 {
 	if (w->stopping) {
-		logkv(LOG_WARN, "second stop request: exiting now; unfinished "
-		    "tasks stay in the processing list", "reason", why,
-		    (char *)NULL);
+		logkv(LOG_WARN,
+		    "second stop request: exiting now; unfinished "
+		    "tasks stay in the processing list",
+		    "reason", why, (char *)NULL);
 		event_base_loopbreak(w->base);
 		return;
 	}
@@ -138,8 +140,8 @@ void
 task_run_error(struct task_run *tr, const char *key, const char *code,
     const char *fmt, ...)
 {
-	cJSON *e = cJSON_CreateObject();
-	char msg[512];
+	cJSON  *e = cJSON_CreateObject();
+	char	msg[512];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -156,8 +158,8 @@ static char *
 result_text(struct task_run *tr, const char *status, int64_t finished)
 {
 	cJSON *o = cJSON_CreateObject(), *item;
-	char ts[40];
-	char *s;
+	char   ts[40];
+	char  *s;
 
 	cJSON_AddStringToObject(o, "id", tr->task.id);
 	if (tr->task.type_name != NULL)
@@ -176,12 +178,12 @@ result_text(struct task_run *tr, const char *status, int64_t finished)
 	cJSON_AddStringToObject(o, "started_at", ts);
 	format_time_ms(finished, ts, sizeof(ts));
 	cJSON_AddStringToObject(o, "finished_at", ts);
-	cJSON_AddNumberToObject(o, "duration_ms",
-	    (double)((mono_us() - tr->started_us) / 1000));
+	cJSON_AddNumberToObject(
+	    o, "duration_ms", (double)((mono_us() - tr->started_us) / 1000));
 	cJSON_AddStringToObject(o, "worker", tr->w->cfg->worker_id);
 	if (tr->task.enqueued_at != NULL)
-		cJSON_AddItemToObject(o, "enqueued_at",
-		    cJSON_Duplicate(tr->task.enqueued_at, 1));
+		cJSON_AddItemToObject(
+		    o, "enqueued_at", cJSON_Duplicate(tr->task.enqueued_at, 1));
 	cJSON_AddItemToObject(o, "errors", tr->errors);
 	tr->errors = NULL;
 	s = cJSON_PrintUnformatted(o);
@@ -207,13 +209,15 @@ static void
 run_published(void *arg, int ok)
 {
 	struct task_run *tr = arg;
-	struct worker *w = tr->w;
-	struct timeval tv = { 0, PUBLISH_RETRY_MS * 1000 };
+	struct worker	*w = tr->w;
+	struct timeval	 tv = {0, PUBLISH_RETRY_MS * 1000};
 
 	if (!ok) {
 		if (tr->publish_tries++ == 0)
-			logkv(LOG_WARN, "cannot publish the result yet; will "
-			    "retry", "task_id", tr->task.id, (char *)NULL);
+			logkv(LOG_WARN,
+			    "cannot publish the result yet; will "
+			    "retry",
+			    "task_id", tr->task.id, (char *)NULL);
 		evtimer_add(tr->retry_ev, &tv);
 		return;
 	}
@@ -237,7 +241,8 @@ run_publish(struct task_run *tr)
 	struct worker *w = tr->w;
 
 	if (queue_finish(w->cmd, &w->keys, tr->task.id[0] ? tr->task.id : NULL,
-	    tr->final, tr->dead, tr->raw, tr->rawlen, run_published, tr) != 0)
+		tr->final, tr->dead, tr->raw, tr->rawlen, run_published,
+		tr) != 0)
 		run_published(tr, 0);
 }
 
@@ -245,7 +250,7 @@ void
 task_run_finish(struct task_run *tr, const char *status)
 {
 	int64_t end = now_ms();
-	char dur[32];
+	char	dur[32];
 
 	tr->final = result_text(tr, status, end);
 	snprintf(dur, sizeof(dur), "%lld",
@@ -261,7 +266,7 @@ static void
 run_dead_letter(struct task_run *tr, const struct task_error *err)
 {
 	cJSON *d = cJSON_CreateObject(), *reason;
-	char ts[40];
+	char   ts[40];
 
 	reason = cJSON_AddObjectToObject(d, "reason");
 	cJSON_AddStringToObject(reason, "code", err->code);
@@ -296,9 +301,9 @@ run_dead_letter(struct task_run *tr, const struct task_error *err)
 static void
 dispatch(struct worker *w, const char *raw, size_t len)
 {
-	struct task_run *tr = xcalloc(1, sizeof(*tr));
+	struct task_run	       *tr = xcalloc(1, sizeof(*tr));
 	const struct task_kind *kind;
-	struct task_error err;
+	struct task_error	err;
 
 	tr->w = w;
 	tr->raw = xstrndup(raw, len);
@@ -328,14 +333,14 @@ static void
 claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct worker *w = arg;
-	size_t n = w->opt.nqueues;
+	size_t	       n = w->opt.nqueues;
 
 	w->claiming = 0;
 	if (reply == NULL)
-		return;		/* the state callback resumes claiming */
+		return; /* the state callback resumes claiming */
 	switch (redis_reply_type(reply)) {
 	case REDIS_R_STRING: {
-		size_t len;
+		size_t	    len;
 		const char *s = redis_reply_str(reply, &len);
 		w->rr = (w->rr + w->claim_tried + 1) % n;
 		w->claim_tried = 0;
@@ -359,9 +364,9 @@ claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 static void
 claim_next(struct worker *w)
 {
-	size_t n = w->opt.nqueues;
+	size_t	    n = w->opt.nqueues;
 	const char *src;
-	int rc;
+	int	    rc;
 
 	if (w->claiming || w->stopping || !w->recovered || !w->locked ||
 	    w->inflight >= w->opt.concurrency || !redis_is_ready(w->claim))
@@ -379,7 +384,7 @@ claim_next(struct worker *w)
 		/* Every queue was empty: block on one, in turn. */
 		src = w->qkeys[w->rr];
 		w->rr = (w->rr + 1) % n;
-		w->claim_tried = n;	/* a nil reply means "start over" */
+		w->claim_tried = n; /* a nil reply means "start over" */
 		rc = redis_cmd(w->claim, claim_reply, w, "BLMOVE", src,
 		    w->keys.processing, "RIGHT", "LEFT", n > 1 ? "0.5" : "1",
 		    (char *)NULL);
@@ -400,7 +405,7 @@ static void
 recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct worker *w = arg;
-	size_t i, n;
+	size_t	       i, n;
 
 	w->claiming = 0;
 	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY)
@@ -414,9 +419,9 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	}
 	/* Oldest first: the list grows at the left. */
 	for (i = n; i > 0; i--) {
-		size_t len;
-		const char *s = redis_reply_str(redis_reply_elem(reply, i - 1),
-		    &len);
+		size_t	    len;
+		const char *s = redis_reply_str(
+		    redis_reply_elem(reply, i - 1), &len);
 		if (s != NULL)
 			dispatch(w, s, len);
 	}
@@ -432,7 +437,7 @@ recover(struct worker *w)
 	    !w->locked)
 		return;
 	if (redis_cmd(w->cmd, recover_reply, w, "LRANGE", w->keys.processing,
-	    "0", "-1", (char *)NULL) == 0)
+		"0", "-1", (char *)NULL) == 0)
 		w->claiming = 1;
 }
 
@@ -451,7 +456,7 @@ static void
 lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct worker *w = arg;
-	static int warned;
+	static int     warned;
 
 	w->lock_pending = 0;
 	if (reply == NULL)
@@ -468,13 +473,16 @@ lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		return;
 	}
 	if (w->locked)
-		logkv(LOG_ERROR, "lost the worker id lock to another process; "
-		    "no new claims", "worker", w->cfg->worker_id, (char *)NULL);
+		logkv(LOG_ERROR,
+		    "lost the worker id lock to another process; "
+		    "no new claims",
+		    "worker", w->cfg->worker_id, (char *)NULL);
 	else if (!warned++)
-		logkv(LOG_WARN, "worker id is in use by another live process; "
+		logkv(LOG_WARN,
+		    "worker id is in use by another live process; "
 		    "waiting for it (set CLIPSWEEP_WORKER_ID to run several "
-		    "workers on one host)", "worker", w->cfg->worker_id,
-		    (char *)NULL);
+		    "workers on one host)",
+		    "worker", w->cfg->worker_id, (char *)NULL);
 	w->locked = 0;
 	maybe_exit(w);
 }
@@ -483,14 +491,14 @@ static void
 lock_renew(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	char ttl[16];
+	char	       ttl[16];
 
 	if (w->stopping && w->inflight == 0)
 		return;
 	snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_S);
-	if (!w->lock_pending && redis_cmd(w->cmd, lock_reply, w, "EVAL",
-	    lock_script, "1", w->lock_key, w->lock_token, ttl,
-	    (char *)NULL) == 0)
+	if (!w->lock_pending &&
+	    redis_cmd(w->cmd, lock_reply, w, "EVAL", lock_script, "1",
+		w->lock_key, w->lock_token, ttl, (char *)NULL) == 0)
 		w->lock_pending = 1;
 }
 
@@ -507,13 +515,13 @@ redis_state(struct redis *r, int up, void *arg)
 }
 
 struct worker *
-worker_new(struct event_base *base, struct evdns_base *dns,
-    struct config *cfg, const struct worker_options *opt)
+worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
+    const struct worker_options *opt)
 {
-	struct worker *w = xcalloc(1, sizeof(*w));
+	struct worker  *w = xcalloc(1, sizeof(*w));
 	struct s3_creds creds;
-	struct timeval tv = { LOCK_RENEW_S, 0 };
-	size_t i;
+	struct timeval	tv = {LOCK_RENEW_S, 0};
+	size_t		i;
 
 	w->base = base;
 	w->dns = dns;
@@ -524,8 +532,7 @@ worker_new(struct event_base *base, struct evdns_base *dns,
 	w->qkeys = xcalloc(opt->nqueues, sizeof(*w->qkeys));
 	for (i = 0; i < opt->nqueues; i++)
 		w->qkeys[i] = queue_key_for(&w->keys, opt->queues[i]);
-	w->lock_key = xasprintf("%s:worker:%s", cfg->namespace,
-	    cfg->worker_id);
+	w->lock_key = xasprintf("%s:worker:%s", cfg->namespace, cfg->worker_id);
 	uuid_v4(w->lock_token);
 	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
 	evtimer_add(w->lock_ev, &tv);
@@ -535,7 +542,8 @@ worker_new(struct event_base *base, struct evdns_base *dns,
 	redis_set_state_cb(w->cmd, redis_state, w);
 	redis_set_state_cb(w->claim, redis_state, w);
 	if ((w->db = db_new(base, dns, cfg->database_url, 4)) == NULL)
-		fatal_code(EX_CONFIG, "configuration: the database URL cannot "
+		fatal_code(EX_CONFIG,
+		    "configuration: the database URL cannot "
 		    "be used (see the line above)");
 	creds.access_key_id = cfg->access_key_id;
 	creds.secret_access_key = cfg->secret_access_key;
@@ -555,7 +563,7 @@ void
 worker_free(struct worker *w)
 {
 	struct task_run *tr;
-	size_t i;
+	size_t		 i;
 
 	if (w == NULL)
 		return;

@@ -19,10 +19,10 @@ struct db;
 struct s3_client;
 
 struct worker_options {
-	int		 concurrency;
-	char		**queues;	/* queue names, e.g. jobs, sweeps */
-	size_t		 nqueues;
-	int		 drain;
+	int    concurrency;
+	char **queues; /* queue names, e.g. jobs, sweeps */
+	size_t nqueues;
+	int    drain;
 };
 
 struct task_run;
@@ -32,9 +32,9 @@ struct task_run;
  * must end, now or later, with exactly one task_run_finish().
  */
 struct task_kind {
-	const char	*name;
-	enum task_type	 type;
-	void		(*run)(struct task_run *);
+	const char    *name;
+	enum task_type type;
+	void (*run)(struct task_run *);
 };
 
 const struct task_kind *task_kind_find(enum task_type);
@@ -51,25 +51,25 @@ struct worker;
  */
 struct task_run {
 	TAILQ_ENTRY(task_run) entry;
-	struct worker	*w;
-	char		*raw;
-	size_t		 rawlen;
-	struct task	 task;
-	int64_t		 started_ms;
-	int64_t		 started_us;
-	struct cJSON	*result;	/* type fields, added by the kind */
-	struct cJSON	*errors;	/* [{key?, code, message}] */
-	void		*kind_state;
-	char		*final;		/* result text, kept until published */
-	char		*dead;		/* dead letter text, if any */
-	int		 publish_tries;
-	struct event	*retry_ev;
+	struct worker *w;
+	char	      *raw;
+	size_t	       rawlen;
+	struct task    task;
+	int64_t	       started_ms;
+	int64_t	       started_us;
+	struct cJSON  *result; /* type fields, added by the kind */
+	struct cJSON  *errors; /* [{key?, code, message}] */
+	void	      *kind_state;
+	char	      *final; /* result text, kept until published */
+	char	      *dead;  /* dead letter text, if any */
+	int	       publish_tries;
+	struct event  *retry_ev;
 };
 
 /* What a task kind may use. */
-struct event_base *worker_base(struct worker *);
-struct db *worker_db(struct worker *);
-struct s3_client *worker_s3(struct worker *);
+struct event_base   *worker_base(struct worker *);
+struct db	    *worker_db(struct worker *);
+struct s3_client    *worker_s3(struct worker *);
 const struct config *worker_config(struct worker *);
 
 void task_run_error(struct task_run *, const char *key, const char *code,
@@ -79,8 +79,8 @@ void task_run_finish(struct task_run *, const char *status);
 
 struct worker *worker_new(struct event_base *, struct evdns_base *,
     struct config *, const struct worker_options *);
-void worker_free(struct worker *);
-void worker_start(struct worker *);
+void	       worker_free(struct worker *);
+void	       worker_start(struct worker *);
 /* Stop claiming; exit the loop once nothing is in flight. */
 void worker_stop(struct worker *, const char *why);
 

@@ -31,6 +31,13 @@ CLIPSWEEP_REDIS_URL=redis://127.0.0.1:1/0 "$CLI" job 1 >/dev/null 2>"$T_TMP/cli.
 is "$?" 69 "an unreachable Redis is EX_UNAVAILABLE"
 like "$(cat "$T_TMP/cli.err")" "127.0.0.1:1" "the error names the server"
 
+# --wait with no worker: the last word is EX_TEMPFAIL, and the task stays.
+"$CLI" job 77 --wait=1 >"$T_TMP/wait.out" 2>"$T_TMP/wait.err"
+is "$?" 75 "no result within --wait is EX_TEMPFAIL"
+like "$(cat "$T_TMP/wait.err")" "still queued or running" "and says so"
+is "$(rcli LLEN "$Q")" 1 "the task is still queued"
+rcli DEL "$Q" >/dev/null
+
 # Bad messages, each with the dead-letter reason code it must get.
 rcli LPUSH "$Q" 'not json' >/dev/null
 rcli LPUSH "$Q" '{"type":"job_cleanup","id":"dup-1","job_id":"1","dry_run":false,"dry_run":true}' >/dev/null

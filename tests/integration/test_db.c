@@ -21,23 +21,23 @@
 #include "tap.h"
 #include "util.h"
 
-#define MAX_COLS	8
+#define MAX_COLS 8
 
 struct reply {
-	int			 done;
-	int			 failed;
-	enum db_error_kind	 kind;
-	char			 sqlstate[6];
-	char			 message[512];
-	int			 ntuples;
-	int			 nfields;
-	char			*values[MAX_COLS];	/* row 0, NULL if NULL */
-	int64_t			 at_us;
+	int		   done;
+	int		   failed;
+	enum db_error_kind kind;
+	char		   sqlstate[6];
+	char		   message[512];
+	int		   ntuples;
+	int		   nfields;
+	char		  *values[MAX_COLS]; /* row 0, NULL if NULL */
+	int64_t		   at_us;
 };
 
 static struct event_base *base;
 static struct evdns_base *dns;
-static const char *url;
+static const char	 *url;
 
 static void
 reply_clear(struct reply *r)
@@ -53,8 +53,8 @@ static void
 on_reply(void *arg, const struct db_result *res, const struct db_error *err)
 {
 	struct reply *r = arg;
-	const char *v;
-	int i;
+	const char   *v;
+	int	      i;
 
 	r->done++;
 	r->at_us = mono_us();
@@ -84,9 +84,9 @@ on_guard(evutil_socket_t fd, short what, void *arg)
 static int
 run_until(const int *count, int want, int ms)
 {
-	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
-	struct event *guard;
-	int timed_out = 0;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+	struct event  *guard;
+	int	       timed_out = 0;
 
 	guard = evtimer_new(base, on_guard, &timed_out);
 	evtimer_add(guard, &tv);
@@ -112,15 +112,15 @@ query_wait(struct db *db, struct reply *r, const char *sql, int n,
 	reply_clear(r);
 	if (db_query(db, sql, n, params, on_reply, r) != 0) {
 		r->failed = 1;
-		strlcpy_(r->message, "db_query returned -1",
-		    sizeof(r->message));
+		strlcpy_(
+		    r->message, "db_query returned -1", sizeof(r->message));
 		r->done = 1;
 		return;
 	}
 	if (!run_until(&r->done, 1, 20000)) {
 		r->failed = 1;
-		strlcpy_(r->message, "no answer within 20 s",
-		    sizeof(r->message));
+		strlcpy_(
+		    r->message, "no answer within 20 s", sizeof(r->message));
 	}
 }
 
@@ -135,8 +135,8 @@ static int
 free_port(void)
 {
 	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd, port;
+	socklen_t	   len = sizeof(sin);
+	int		   fd, port;
 
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sin, 0, sizeof(sin));
@@ -159,16 +159,17 @@ static char *
 conninfo_with_host(const char *host, const char *port)
 {
 	PQconninfoOption *opts, *o;
-	const char *v, *orig = NULL;
-	struct buf b;
+	const char	 *v, *orig = NULL;
+	struct buf	  b;
 
 	if ((opts = PQconninfoParse(url, NULL)) == NULL)
 		return NULL;
 	for (o = opts; o->keyword != NULL; o++)
 		if (strcmp(o->keyword, "host") == 0)
 			orig = o->val;
-	if (orig == NULL || (strcmp(orig, "127.0.0.1") != 0 &&
-	    strcmp(orig, "localhost") != 0)) {
+	if (orig == NULL ||
+	    (strcmp(orig, "127.0.0.1") != 0 &&
+		strcmp(orig, "localhost") != 0)) {
 		PQconninfoFree(opts);
 		return NULL;
 	}
@@ -196,16 +197,18 @@ conninfo_with_host(const char *host, const char *port)
 static void
 test_params(void)
 {
-	const char *p[] = { "hello", NULL, "41",
-	    "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
-	    "it's \"quoted\" \\ ; -- drop table x" };
-	struct reply r = { 0 };
-	struct db *db;
+	const char  *p[] = {"hello", NULL, "41",
+	     "h\xc3\xa9llo w\xc3\xb6rld \xe2\x9c\x93 \xe6\x97\xa5\xe6\x9c\xac",
+	     "it's \"quoted\" \\ ; -- drop table x"};
+	struct reply r = {0};
+	struct db   *db;
 
 	db = db_new(base, dns, url, 1);
 	ok(db != NULL, "db_new");
-	query_wait(db, &r, "select $1::text, $2::text, $3::int + 1, $4::text, "
-	    "$5::text, octet_length($4::text)", 5, p);
+	query_wait(db, &r,
+	    "select $1::text, $2::text, $3::int + 1, $4::text, "
+	    "$5::text, octet_length($4::text)",
+	    5, p);
 	ok(!r.failed, "parameterised query answered");
 	is_int(r.ntuples, 1, "one row");
 	is_int(r.nfields, 6, "six columns");
@@ -224,24 +227,24 @@ test_params(void)
 }
 
 struct many {
-	int	done;
-	int	right;
-	int	pids[8];
-	int	npids;
+	int done;
+	int right;
+	int pids[8];
+	int npids;
 };
 
 struct many_q {
-	struct many	*m;
-	int		 n;
+	struct many *m;
+	int	     n;
 };
 
 static void
 on_many(void *arg, const struct db_result *res, const struct db_error *err)
 {
 	struct many_q *mq = arg;
-	struct many *m = mq->m;
-	const char *v;
-	int i, pid;
+	struct many   *m = mq->m;
+	const char    *v;
+	int	       i, pid;
 
 	m->done++;
 	if (err != NULL || db_ntuples(res) != 1)
@@ -259,14 +262,14 @@ on_many(void *arg, const struct db_result *res, const struct db_error *err)
 static void
 test_many(void)
 {
-	struct many_q mq[200];
-	struct many m;
+	struct many_q	mq[200];
+	struct many	m;
 	struct db_stats st;
-	struct db *db;
-	char num[16];
-	const char *p[1] = { num };
-	int64_t t0;
-	int i, round, submitted;
+	struct db      *db;
+	char		num[16];
+	const char     *p[1] = {num};
+	int64_t		t0;
+	int		i, round, submitted;
 
 	db = db_new(base, dns, url, 4);
 	for (round = 0; round < 2; round++) {
@@ -278,7 +281,7 @@ test_many(void)
 			mq[i].n = i;
 			snprintf(num, sizeof(num), "%d", i);
 			if (db_query(db, "select $1::int * 2, pg_backend_pid()",
-			    1, p, on_many, &mq[i]) == 0)
+				1, p, on_many, &mq[i]) == 0)
 				submitted++;
 		}
 		is_int(submitted, 200, "200 queries submitted");
@@ -286,8 +289,10 @@ test_many(void)
 		printf("# 200 queries on a pool of 4 (%s): %.1f ms\n",
 		    round == 0 ? "cold, connecting" : "warm", ms_since(t0));
 		is_int(m.right, 200, "every answer is right for its query");
-		ok(m.npids >= 2 && m.npids <= 4, "spread over %d backends "
-		    "(at most 4)", m.npids);
+		ok(m.npids >= 2 && m.npids <= 4,
+		    "spread over %d backends "
+		    "(at most 4)",
+		    m.npids);
 	}
 	db_get_stats(db, &st);
 	ok(st.connects <= 4, "no more than 4 connections made (%lu)",
@@ -298,9 +303,9 @@ test_many(void)
 static void
 test_errors(void)
 {
-	struct reply r = { 0 };
+	struct reply	r = {0};
 	struct db_stats st;
-	struct db *db;
+	struct db      *db;
 
 	db = db_new(base, dns, url, 1);
 	query_wait(db, &r, "selec 1", 0, NULL);
@@ -310,7 +315,8 @@ test_errors(void)
 	    r.message);
 
 	query_wait(db, &r, "select 1/0", 0, NULL);
-	ok(r.failed && r.kind == DB_ERR_QUERY, "division by zero is "
+	ok(r.failed && r.kind == DB_ERR_QUERY,
+	    "division by zero is "
 	    "DB_ERR_QUERY");
 	is_str(r.sqlstate, "22012", "division by zero sqlstate");
 	is_str(r.message, "division by zero", "primary message only");
@@ -326,15 +332,17 @@ test_errors(void)
 static void
 test_unavailable(void)
 {
-	struct reply r = { 0 };
+	struct reply	r = {0};
 	struct db_stats st;
-	struct db *db;
-	char conninfo[256];
-	int64_t t0;
-	double ms;
+	struct db      *db;
+	char		conninfo[256];
+	int64_t		t0;
+	double		ms;
 
-	snprintf(conninfo, sizeof(conninfo), "host=127.0.0.1 port=%d "
-	    "dbname=nope user=nope password=sekrit-pw", free_port());
+	snprintf(conninfo, sizeof(conninfo),
+	    "host=127.0.0.1 port=%d "
+	    "dbname=nope user=nope password=sekrit-pw",
+	    free_port());
 	db = db_new(base, dns, conninfo, 2);
 	db_set_timeouts(db, 1000, 0);
 	t0 = mono_us();
@@ -342,11 +350,13 @@ test_unavailable(void)
 	ms = ms_since(t0);
 	ok(r.failed && r.kind == DB_ERR_UNAVAILABLE,
 	    "nothing listening gives DB_ERR_UNAVAILABLE");
-	ok(ms >= 900 && ms <= 1400, "after the 1000 ms connect timeout "
-	    "(%.0f ms)", ms);
+	ok(ms >= 900 && ms <= 1400,
+	    "after the 1000 ms connect timeout "
+	    "(%.0f ms)",
+	    ms);
 	is_str(r.sqlstate, "", "no sqlstate when unavailable");
-	ok(strstr(r.message, "Connection refused") != NULL,
-	    "says why: %s", r.message);
+	ok(strstr(r.message, "Connection refused") != NULL, "says why: %s",
+	    r.message);
 	ok(strstr(r.message, "sekrit") == NULL, "no password in the message");
 	ok(strchr(r.message, '\n') == NULL, "message is one line");
 	db_get_stats(db, &st);
@@ -364,12 +374,12 @@ test_unavailable(void)
 static void
 test_hostname(void)
 {
-	struct reply r = { 0 };
+	struct reply	r = {0};
 	struct db_stats st;
-	struct db *db;
-	char *conninfo, port[16];
-	int64_t t0;
-	double ms;
+	struct db      *db;
+	char	       *conninfo, port[16];
+	int64_t		t0;
+	double		ms;
 
 	if ((conninfo = conninfo_with_host("localhost", NULL)) == NULL) {
 		ok(1, "# SKIP DATABASE_URL host is not 127.0.0.1");
@@ -387,8 +397,9 @@ test_hostname(void)
 	/* A host list: the first refuses, libpq moves on to the second. */
 	snprintf(port, sizeof(port), "%d,%s", free_port(),
 	    getenv("PGPORT") != NULL ? getenv("PGPORT") : "5432");
-	if ((conninfo = conninfo_with_host("127.0.0.1,localhost", port))
-	    != NULL && getenv("PGPORT") != NULL) {
+	if ((conninfo = conninfo_with_host("127.0.0.1,localhost", port)) !=
+		NULL &&
+	    getenv("PGPORT") != NULL) {
 		db = db_new(base, dns, conninfo, 1);
 		query_wait(db, &r, "select 'list'", 0, NULL);
 		is_str(r.values[0], "list", "host list with per-host ports");
@@ -419,13 +430,13 @@ test_silent_dns(void)
 {
 	struct sockaddr_in sin;
 	struct evdns_base *mute;
-	struct reply r = { 0 };
-	struct db *db;
-	socklen_t len = sizeof(sin);
-	char ns[32];
-	int64_t t0;
-	double ms;
-	int fd;
+	struct reply	   r = {0};
+	struct db	  *db;
+	socklen_t	   len = sizeof(sin);
+	char		   ns[32];
+	int64_t		   t0;
+	double		   ms;
+	int		   fd;
 
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
 	memset(&sin, 0, sizeof(sin));
@@ -448,15 +459,17 @@ test_silent_dns(void)
 	    "silent DNS: DB_ERR_UNAVAILABLE after %.0f ms: %s", ms, r.message);
 	/* Two timers end together: the queue wait and the attempt. */
 	ok(strstr(r.message, "within 500 ms") != NULL &&
-	    (strstr(r.message, "host name") != NULL ||
-	    strstr(r.message, "timed out") != NULL), "says it was still "
+		(strstr(r.message, "host name") != NULL ||
+		    strstr(r.message, "timed out") != NULL),
+	    "says it was still "
 	    "looking up the name");
 	reply_clear(&r);
 	if (db_query(db, "select 1", 0, NULL, on_reply, &r) != 0)
 		fatal("db_query");
 	run_for(50);
 	db_free(db);
-	ok(r.done == 1 && r.failed, "db_free during a lookup answers the "
+	ok(r.done == 1 && r.failed,
+	    "db_free during a lookup answers the "
 	    "query");
 	reply_clear(&r);
 	/*
@@ -477,12 +490,12 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 static void
 test_not_blocked(void)
 {
-	struct timeval tv = { 0, 10000 };
-	struct reply r = { 0 };
-	struct event *tick;
-	struct db *db;
-	int ticks = 0;
-	int64_t t0;
+	struct timeval tv = {0, 10000};
+	struct reply   r = {0};
+	struct event  *tick;
+	struct db     *db;
+	int	       ticks = 0;
+	int64_t	       t0;
 
 	tick = event_new(base, -1, EV_PERSIST, on_tick, &ticks);
 	event_add(tick, &tv);
@@ -501,23 +514,26 @@ test_not_blocked(void)
 static void
 test_terminated(void)
 {
-	struct reply a = { 0 }, b = { 0 }, c = { 0 };
+	struct reply	a = {0}, b = {0}, c = {0};
 	struct db_stats st;
-	struct db *db;
-	int64_t t0;
+	struct db      *db;
+	int64_t		t0;
 
 	db = db_new(base, dns, url, 2);
 	t0 = mono_us();
 	if (db_query(db, "select pg_sleep(3)", 0, NULL, on_reply, &a) != 0)
 		fatal("db_query");
 	run_for(400);
-	if (db_query(db, "select pg_terminate_backend(pid) from "
-	    "pg_stat_activity where query like '%pg_sleep(3)%' and "
-	    "pid <> pg_backend_pid()", 0, NULL, on_reply, &b) != 0)
+	if (db_query(db,
+		"select pg_terminate_backend(pid) from "
+		"pg_stat_activity where query like '%pg_sleep(3)%' and "
+		"pid <> pg_backend_pid()",
+		0, NULL, on_reply, &b) != 0)
 		fatal("db_query");
 	ok(run_until(&a.done, 1, 10000) && run_until(&b.done, 1, 10000),
 	    "both answered");
-	ok(a.failed && a.kind == DB_ERR_UNAVAILABLE, "the killed query gets "
+	ok(a.failed && a.kind == DB_ERR_UNAVAILABLE,
+	    "the killed query gets "
 	    "DB_ERR_UNAVAILABLE");
 	ok(a.at_us - t0 < 2500000, "promptly, not after its 3 s");
 	ok(strstr(a.message, "connection lost") != NULL, "message: %s",
@@ -536,11 +552,11 @@ test_terminated(void)
 static void
 test_timeouts(void)
 {
-	struct reply a = { 0 }, b = { 0 };
+	struct reply	a = {0}, b = {0};
 	struct db_stats st;
-	struct db *db;
-	int64_t t0;
-	double ms;
+	struct db      *db;
+	int64_t		t0;
+	double		ms;
 
 	db = db_new(base, dns, url, 1);
 	db_set_timeouts(db, 0, 300);
@@ -548,7 +564,7 @@ test_timeouts(void)
 	query_wait(db, &a, "select pg_sleep(2)", 0, NULL);
 	ms = ms_since(t0);
 	ok(a.failed && a.kind == DB_ERR_UNAVAILABLE &&
-	    strstr(a.message, "timed out") != NULL,
+		strstr(a.message, "timed out") != NULL,
 	    "a query past query_ms is given up: %s", a.message);
 	ok(ms < 1000, "after about 300 ms (%.0f ms)", ms);
 	query_wait(db, &a, "select 'next'", 0, NULL);
@@ -571,7 +587,8 @@ test_timeouts(void)
 	ok(b.failed && b.kind == DB_ERR_UNAVAILABLE && ms < 900,
 	    "queued behind a busy pool: failed after %.0f ms: %s", ms,
 	    b.message);
-	ok(run_until(&a.done, 1, 5000) && !a.failed, "the running one "
+	ok(run_until(&a.done, 1, 5000) && !a.failed,
+	    "the running one "
 	    "finishes");
 	reply_clear(&a);
 	reply_clear(&b);
@@ -579,10 +596,10 @@ test_timeouts(void)
 }
 
 struct chain {
-	struct db	*db;
-	int		 done;
-	int		 good;
-	int		 refused;
+	struct db *db;
+	int	   done;
+	int	   good;
+	int	   refused;
 };
 
 static void
@@ -593,14 +610,13 @@ on_chain(void *arg, const struct db_result *res, const struct db_error *err)
 	ch->done++;
 	if (err == NULL)
 		ch->good++;
-	if (ch->done < 5 && db_query(ch->db, "select 1", 0, NULL, on_chain,
-	    ch) != 0)
+	if (ch->done < 5 &&
+	    db_query(ch->db, "select 1", 0, NULL, on_chain, ch) != 0)
 		ch->refused++;
 }
 
 static void
-on_shutdown(void *arg, const struct db_result *res,
-    const struct db_error *err)
+on_shutdown(void *arg, const struct db_result *res, const struct db_error *err)
 {
 	struct chain *ch = arg;
 
@@ -613,8 +629,8 @@ on_shutdown(void *arg, const struct db_result *res,
 }
 
 static void
-on_free_inside(void *arg, const struct db_result *res,
-    const struct db_error *err)
+on_free_inside(
+    void *arg, const struct db_result *res, const struct db_error *err)
 {
 	struct chain *ch = arg;
 
@@ -630,8 +646,8 @@ on_free_inside(void *arg, const struct db_result *res,
 static void
 test_reentrancy(void)
 {
-	struct chain ch = { 0 };
-	int i;
+	struct chain ch = {0};
+	int	     i;
 
 	ch.db = db_new(base, dns, url, 2);
 	if (db_query(ch.db, "select 1", 0, NULL, on_chain, &ch) != 0)
@@ -644,8 +660,8 @@ test_reentrancy(void)
 	/* Pending and running queries at db_free. */
 	memset(&ch, 0, sizeof(ch));
 	ch.db = db_new(base, dns, url, 2);
-	if (db_query(ch.db, "select pg_sleep(1)", 0, NULL, on_shutdown,
-	    &ch) != 0)
+	if (db_query(ch.db, "select pg_sleep(1)", 0, NULL, on_shutdown, &ch) !=
+	    0)
 		fatal("db_query");
 	run_for(200);
 	for (i = 0; i < 3; i++)
@@ -660,10 +676,11 @@ test_reentrancy(void)
 	memset(&ch, 0, sizeof(ch));
 	ch.db = db_new(base, dns, url, 1);
 	for (i = 0; i < 3; i++)
-		if (db_query(ch.db, "select 1", 0, NULL, on_free_inside,
-		    &ch) != 0)
+		if (db_query(ch.db, "select 1", 0, NULL, on_free_inside, &ch) !=
+		    0)
 			fatal("db_query");
-	ok(run_until(&ch.done, 3, 10000), "db_free inside a callback answers "
+	ok(run_until(&ch.done, 3, 10000),
+	    "db_free inside a callback answers "
 	    "the rest");
 	run_for(50);
 	ok(ch.done == 3, "and nothing runs afterwards");
@@ -679,8 +696,9 @@ main(void)
 	log_init("test_db", stderr);
 	if ((base = event_base_new()) == NULL)
 		fatal("event_base_new");
-	if ((dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-	    EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
+	if ((dns = evdns_base_new(base,
+		 EVDNS_BASE_INITIALIZE_NAMESERVERS |
+		     EVDNS_BASE_DISABLE_WHEN_INACTIVE)) == NULL)
 		fatal("evdns_base_new");
 
 	test_params();

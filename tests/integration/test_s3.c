@@ -27,19 +27,19 @@
 #include "tap.h"
 #include "util.h"
 
-#define BUCKET		"cloud-cube"
-#define NOBJ		2500
-#define MAX_GAP_MS	1000	/* a blocked loop would stall for seconds */
+#define BUCKET	   "cloud-cube"
+#define NOBJ	   2500
+#define MAX_GAP_MS 1000 /* a blocked loop would stall for seconds */
 
 static struct event_base *base;
-static struct s3_client *s3;
-static char prefix[64];		/* "test-PID/" */
-static int pending;
+static struct s3_client	 *s3;
+static char		  prefix[64]; /* "test-PID/" */
+static int		  pending;
 
 /* The 10 ms ticker: how long the loop ever went without running it. */
 static struct event *tick_ev;
-static int64_t last_tick_us, max_gap_us;
-static int max_inflight_seen;
+static int64_t	     last_tick_us, max_gap_us;
+static int	     max_inflight_seen;
 
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -112,7 +112,7 @@ static int
 put_one(const char *key, size_t size)
 {
 	char *body = xmalloc(size + 1);
-	int rc;
+	int   rc;
 
 	memset(body, 'a' + (int)(size % 26), size);
 	rc = s3_put(s3, key, body, size, "text/plain", put_cb, xstrdup(key));
@@ -125,8 +125,8 @@ put_one(const char *key, size_t size)
 static void
 test_put_many(void)
 {
-	char key[128];
-	int i, refused = 0;
+	char	key[128];
+	int	i, refused = 0;
 	int64_t t0;
 
 	max_inflight_seen = 0;
@@ -144,8 +144,10 @@ test_put_many(void)
 	is_int(put_failed, 0, "all %d PUTs succeeded", NOBJ);
 	ok(max_inflight_seen > 1, "PUTs ran in parallel (max %d in flight)",
 	    max_inflight_seen);
-	ok(max_gap_us < MAX_GAP_MS * 1000, "the loop kept ticking during the "
-	    "PUTs (longest gap %lld ms)", (long long)max_gap_us / 1000);
+	ok(max_gap_us < MAX_GAP_MS * 1000,
+	    "the loop kept ticking during the "
+	    "PUTs (longest gap %lld ms)",
+	    (long long)max_gap_us / 1000);
 	printf("# PUT %d objects in %.2f s: %.0f objects/s\n", NOBJ,
 	    (double)t0 / 1e6, rate(NOBJ, t0));
 }
@@ -153,17 +155,17 @@ test_put_many(void)
 /* LIST */
 
 struct lister {
-	char		 prefix[256];
-	char		*token;
-	char		 start_after[256];
-	int		 max_keys;
-	char		**keys;
-	int64_t		*sizes;
-	size_t		 n, cap;
-	int		 pages;
-	int		 done;
-	struct s3_error	 err;
-	int		 failed;
+	char		prefix[256];
+	char	       *token;
+	char		start_after[256];
+	int		max_keys;
+	char	      **keys;
+	int64_t	       *sizes;
+	size_t		n, cap;
+	int		pages;
+	int		done;
+	struct s3_error err;
+	int		failed;
 };
 
 static void lister_next(struct lister *);
@@ -172,8 +174,8 @@ static void
 list_cb(void *arg, const struct s3_list_page *page, const struct s3_error *err)
 {
 	struct lister *l = arg;
-	const char *tok;
-	size_t i;
+	const char    *tok;
+	size_t	       i;
 
 	pending--;
 	if (err != NULL) {
@@ -188,8 +190,8 @@ list_cb(void *arg, const struct s3_list_page *page, const struct s3_error *err)
 		if (l->n == l->cap) {
 			l->cap = l->cap ? l->cap * 2 : 64;
 			l->keys = xrealloc(l->keys, l->cap * sizeof(*l->keys));
-			l->sizes = xrealloc(l->sizes,
-			    l->cap * sizeof(*l->sizes));
+			l->sizes = xrealloc(
+			    l->sizes, l->cap * sizeof(*l->sizes));
 		}
 		l->keys[l->n] = xstrndup(o->key, o->key_len);
 		l->sizes[l->n++] = o->size;
@@ -207,9 +209,10 @@ list_cb(void *arg, const struct s3_list_page *page, const struct s3_error *err)
 static void
 lister_next(struct lister *l)
 {
-	if (s3_list(s3, l->prefix, l->token, l->token == NULL &&
-	    l->start_after[0] != '\0' ? l->start_after : NULL, l->max_keys,
-	    list_cb, l) != 0) {
+	if (s3_list(s3, l->prefix, l->token,
+		l->token == NULL && l->start_after[0] != '\0' ? l->start_after
+							      : NULL,
+		l->max_keys, list_cb, l) != 0) {
 		l->failed = 1;
 		l->done = 1;
 		return;
@@ -232,8 +235,8 @@ lister_free(struct lister *l)
 
 /* List everything under p after start_after (paginating), into l. */
 static void
-list_from(struct lister *l, const char *p, const char *start_after,
-    int max_keys)
+list_from(
+    struct lister *l, const char *p, const char *start_after, int max_keys)
 {
 	memset(l, 0, sizeof(*l));
 	snprintf(l->prefix, sizeof(l->prefix), "%s", p);
@@ -254,17 +257,17 @@ static void
 test_list_many(void)
 {
 	struct lister l;
-	char p[128], key[128];
-	int64_t t0;
-	size_t i;
-	int order_ok = 1, keys_ok = 1, sizes_ok = 1;
+	char	      p[128], key[128];
+	int64_t	      t0;
+	size_t	      i;
+	int	      order_ok = 1, keys_ok = 1, sizes_ok = 1;
 
 	snprintf(p, sizeof(p), "%sobj/", prefix);
 	t0 = mono_us();
 	list_all(&l, p, 1000);
 	t0 = mono_us() - t0;
-	ok(!l.failed, "listing succeeded (%s)", errstr(l.failed ? &l.err :
-	    NULL));
+	ok(!l.failed, "listing succeeded (%s)",
+	    errstr(l.failed ? &l.err : NULL));
 	is_int(l.n, NOBJ, "listing found every object");
 	is_int(l.pages, 3, "listing took 3 pages of 1000");
 	for (i = 0; i < l.n; i++) {
@@ -288,20 +291,22 @@ test_list_many(void)
 	list_from(&l, p, key, 7);
 	obj_key(key, sizeof(key), NOBJ - 19);
 	ok(!l.failed && l.n == 19 && l.pages == 3 &&
-	    strcmp(l.keys[0], key) == 0, "listing 7 at a time after "
-	    "start-after: %zu keys in %d pages", l.n, l.pages);
+		strcmp(l.keys[0], key) == 0,
+	    "listing 7 at a time after "
+	    "start-after: %zu keys in %d pages",
+	    l.n, l.pages);
 	lister_free(&l);
 }
 
 /* HEAD */
 
 struct head_res {
-	int		 called;
-	int		 found;
-	int64_t		 size;
-	int64_t		 mtime;
-	struct s3_error	 err;
-	int		 failed;
+	int		called;
+	int		found;
+	int64_t		size;
+	int64_t		mtime;
+	struct s3_error err;
+	int		failed;
 };
 
 static void
@@ -339,31 +344,33 @@ static void
 test_head(void)
 {
 	struct head_res h;
-	char key[128];
+	char		key[128];
 
 	obj_key(key, sizeof(key), 1234);
 	head(key, &h);
 	ok(!h.failed && h.found, "HEAD finds an object (%s)",
 	    errstr(h.failed ? &h.err : NULL));
 	is_int(h.size, (long long)obj_size(1234), "HEAD gives its size");
-	ok(h.mtime > now_ms() - 3600 * 1000 && h.mtime < now_ms() + 3600 *
-	    1000, "HEAD gives a recent Last-Modified");
+	ok(h.mtime > now_ms() - 3600 * 1000 && h.mtime < now_ms() + 3600 * 1000,
+	    "HEAD gives a recent Last-Modified");
 
 	snprintf(key, sizeof(key), "%sobj/missing", prefix);
 	head(key, &h);
-	ok(h.called == 1 && !h.failed && !h.found, "HEAD of a missing key: "
-	    "not found, no error (%s)", errstr(h.failed ? &h.err : NULL));
+	ok(h.called == 1 && !h.failed && !h.found,
+	    "HEAD of a missing key: "
+	    "not found, no error (%s)",
+	    errstr(h.failed ? &h.err : NULL));
 }
 
 /* DELETE */
 
 struct del_res {
-	size_t		 n;
-	int		 deleted;
-	int		 in_order;
-	struct s3_error	 err;
-	int		 failed;
-	const char	*const *keys;
+	size_t		   n;
+	int		   deleted;
+	int		   in_order;
+	struct s3_error	   err;
+	int		   failed;
+	const char *const *keys;
 };
 
 static void
@@ -371,7 +378,7 @@ del_cb(void *arg, const struct s3_delete_result *r, size_t n,
     const struct s3_error *err)
 {
 	struct del_res *d = arg;
-	size_t i;
+	size_t		i;
 
 	pending--;
 	if (err != NULL) {
@@ -409,8 +416,8 @@ static char **
 obj_keys(int from, int to, int absent)
 {
 	char **keys = xcalloc((size_t)(to - from + absent), sizeof(*keys));
-	char key[128];
-	int i, n = 0;
+	char   key[128];
+	int    i, n = 0;
 
 	for (i = from; i < to; i++) {
 		obj_key(key, sizeof(key), i);
@@ -437,18 +444,20 @@ free_keys(char **keys, size_t n)
 static int
 aws_count(const char *sub)
 {
-	char cmd[1024], line[4096], needle[128];
+	char	    cmd[1024], line[4096], needle[128];
 	const char *ep = getenv("S3_ENDPOINT");
-	FILE *f;
-	int n = 0, st;
+	FILE	   *f;
+	int	    n = 0, st;
 
-	snprintf(cmd, sizeof(cmd), "env -u AWS_CA_BUNDLE -u AWS_PROFILE "
+	snprintf(cmd, sizeof(cmd),
+	    "env -u AWS_CA_BUNDLE -u AWS_PROFILE "
 	    "AWS_PAGER= AWS_CONFIG_FILE=/dev/null "
 	    "AWS_SHARED_CREDENTIALS_FILE=/dev/null "
 	    "AWS_EC2_METADATA_DISABLED=true AWS_DEFAULT_REGION=us-east-1 "
 	    "/usr/bin/aws --endpoint-url '%s' --output json s3api "
 	    "list-objects-v2 --bucket %s --prefix '%s%s' "
-	    "--query 'Contents[].Key'", ep, BUCKET, prefix, sub);
+	    "--query 'Contents[].Key'",
+	    ep, BUCKET, prefix, sub);
 	snprintf(needle, sizeof(needle), "\"%s%s", prefix, sub);
 	if ((f = popen(cmd, "r")) == NULL)
 		return -1;
@@ -463,9 +472,9 @@ static void
 test_delete(void)
 {
 	struct del_res d;
-	char **keys;
-	int64_t t0;
-	int n;
+	char	     **keys;
+	int64_t	       t0;
+	int	       n;
 
 	keys = obj_keys(0, 1000, 0);
 	t0 = mono_us();
@@ -477,7 +486,8 @@ test_delete(void)
 	is_int(d.deleted, 1000, "every key reported deleted");
 	ok(d.in_order, "results come in the order asked");
 	printf("# deleted 1000 objects in one request in %.2f s: %.0f "
-	    "objects/s\n", (double)t0 / 1e6, rate(1000, t0));
+	       "objects/s\n",
+	    (double)t0 / 1e6, rate(1000, t0));
 	free_keys(keys, 1000);
 	n = aws_count("obj/");
 	is_int(n, NOBJ - 1000, "aws s3api sees %d objects left", NOBJ - 1000);
@@ -485,8 +495,10 @@ test_delete(void)
 	/* Present and absent keys: S3 reports both as deleted. */
 	keys = obj_keys(1000, 1500, 20);
 	delete_keys((const char *const *)keys, 520, &d);
-	ok(!d.failed, "DeleteObjects of present and absent keys succeeded "
-	    "(%s)", errstr(d.failed ? &d.err : NULL));
+	ok(!d.failed,
+	    "DeleteObjects of present and absent keys succeeded "
+	    "(%s)",
+	    errstr(d.failed ? &d.err : NULL));
 	is_int(d.n, 520, "one result per key");
 	is_int(d.deleted, 520, "absent keys are reported deleted too");
 	free_keys(keys, 520);
@@ -502,23 +514,45 @@ test_delete(void)
 /* Awkward keys */
 
 static const char *const weird[] = {
-	"a b", "a+b", "a=b", "a&b", "q?x", "h#x", "100%", "%41", "%2F",
-	"semi;colon", "x<y>z", "quo\"te", "apo's", "t~i-l_d.e",
-	"\xc3\xbc" "n" "\xc3\xaf" "c" "\xc3\xb6" "d" "\xc3\xa9 \xe2\x9c\x93",
-	"\xf0\x9f\x8e\xac clip.mp4", "sub dir/with space/f+g=h&i",
-	"plus+and space", "star*(paren)!", "comma,colon:at@dollar$",
-	"..dots..", "trailing.",
+    "a b",
+    "a+b",
+    "a=b",
+    "a&b",
+    "q?x",
+    "h#x",
+    "100%",
+    "%41",
+    "%2F",
+    "semi;colon",
+    "x<y>z",
+    "quo\"te",
+    "apo's",
+    "t~i-l_d.e",
+    "\xc3\xbc"
+    "n"
+    "\xc3\xaf"
+    "c"
+    "\xc3\xb6"
+    "d"
+    "\xc3\xa9 \xe2\x9c\x93",
+    "\xf0\x9f\x8e\xac clip.mp4",
+    "sub dir/with space/f+g=h&i",
+    "plus+and space",
+    "star*(paren)!",
+    "comma,colon:at@dollar$",
+    "..dots..",
+    "trailing.",
 };
 
 static void
 test_weird_keys(void)
 {
-	char *keys[nitems(weird)];
-	struct lister l;
+	char	       *keys[nitems(weird)];
+	struct lister	l;
 	struct head_res h;
-	struct del_res d;
-	char p[128];
-	size_t i, j, found = 0, heads_ok = 0;
+	struct del_res	d;
+	char		p[128];
+	size_t		i, j, found = 0, heads_ok = 0;
 
 	snprintf(p, sizeof(p), "%sweird/", prefix);
 	put_failed = 0;
@@ -531,8 +565,8 @@ test_weird_keys(void)
 	is_int(put_failed, 0, "PUT of %zu awkward keys", nitems(weird));
 
 	list_all(&l, p, 1000);
-	ok(!l.failed, "listing awkward keys (%s)", errstr(l.failed ? &l.err :
-	    NULL));
+	ok(!l.failed, "listing awkward keys (%s)",
+	    errstr(l.failed ? &l.err : NULL));
 	for (i = 0; i < nitems(weird); i++) {
 		for (j = 0; j < l.n; j++)
 			if (strcmp(l.keys[j], keys[i]) == 0 &&
@@ -552,15 +586,15 @@ test_weird_keys(void)
 		if (!h.failed && h.found && h.size == (int64_t)(i + 1))
 			heads_ok++;
 		else
-			printf("# HEAD '%s': %s\n", keys[i], errstr(h.failed ?
-			    &h.err : NULL));
+			printf("# HEAD '%s': %s\n", keys[i],
+			    errstr(h.failed ? &h.err : NULL));
 	}
 	is_int(heads_ok, nitems(weird), "HEAD finds every awkward key");
 
 	delete_keys((const char *const *)keys, nitems(weird), &d);
 	ok(!d.failed && d.deleted == (int)nitems(weird) && d.in_order,
-	    "DeleteObjects of the awkward keys (%s)", errstr(d.failed ?
-	    &d.err : NULL));
+	    "DeleteObjects of the awkward keys (%s)",
+	    errstr(d.failed ? &d.err : NULL));
 	is_int(aws_count("weird/"), 0, "aws s3api sees none left");
 	for (i = 0; i < nitems(weird); i++)
 		free(keys[i]);
@@ -569,8 +603,8 @@ test_weird_keys(void)
 /* Refusals */
 
 struct refusal {
-	int		 called;
-	char		 code[64];
+	int  called;
+	char code[64];
 };
 
 static void
@@ -598,44 +632,50 @@ refused_del_cb(void *arg, const struct s3_delete_result *res, size_t n,
 static void
 check_head_refused(const char *key, const char *code)
 {
-	struct refusal r = { 0 };
-	uint64_t before = s3_client_requests(s3);
-	int rc;
+	struct refusal r = {0};
+	uint64_t       before = s3_client_requests(s3);
+	int	       rc;
 
 	rc = s3_head(s3, key, refused_head_cb, &r);
-	ok(rc == 0 && r.called == 0, "HEAD '%s': no callback from inside "
-	    "the call", key);
+	ok(rc == 0 && r.called == 0,
+	    "HEAD '%s': no callback from inside "
+	    "the call",
+	    key);
 	if (rc == 0)
 		pending++;
 	wait_all();
-	ok(r.called == 1 && strcmp(r.code, code) == 0, "HEAD '%s' refused "
-	    "with %s (got %s)", key, code, r.code);
+	ok(r.called == 1 && strcmp(r.code, code) == 0,
+	    "HEAD '%s' refused "
+	    "with %s (got %s)",
+	    key, code, r.code);
 	ok(s3_client_requests(s3) == before && s3_client_inflight(s3) == 0,
 	    "HEAD '%s': nothing sent", key);
 }
 
 static void
-check_delete_refused(const char *const *keys, size_t n, const char *code,
-    const char *what)
+check_delete_refused(
+    const char *const *keys, size_t n, const char *code, const char *what)
 {
-	struct refusal r = { 0 };
-	uint64_t before = s3_client_requests(s3);
+	struct refusal r = {0};
+	uint64_t       before = s3_client_requests(s3);
 
 	if (s3_delete_objects(s3, keys, n, refused_del_cb, &r) == 0)
 		pending++;
 	wait_all();
 	ok(r.called == 1 && strcmp(r.code, code) == 0 &&
-	    s3_client_requests(s3) == before, "DeleteObjects %s: %s, nothing "
-	    "sent (got %s)", what, code, r.code);
+		s3_client_requests(s3) == before,
+	    "DeleteObjects %s: %s, nothing "
+	    "sent (got %s)",
+	    what, code, r.code);
 }
 
 static void
 test_refusals(void)
 {
-	char a[128], b[128], c[128], ok1[128];
+	char	    a[128], b[128], c[128], ok1[128];
 	const char *mixed[2];
-	char *many[1001];
-	size_t i;
+	char	   *many[1001];
+	size_t	    i;
 
 	snprintf(a, sizeof(a), "%s../x", prefix);
 	snprintf(b, sizeof(b), "%sa//b", prefix);
@@ -652,7 +692,8 @@ test_refusals(void)
 	mixed[1] = a;
 	check_delete_refused(mixed, 2, "unsafe_key", "with one unsafe key");
 	mixed[1] = "../x";
-	check_delete_refused(mixed, 2, "outside_prefix", "with one key "
+	check_delete_refused(mixed, 2, "outside_prefix",
+	    "with one key "
 	    "outside the prefix");
 	check_delete_refused(mixed, 0, "bad_argument", "of no key");
 	for (i = 0; i < nitems(many); i++)
@@ -669,8 +710,8 @@ static int
 free_port(int do_listen, int *fdp)
 {
 	struct sockaddr_in sin;
-	socklen_t len = sizeof(sin);
-	int fd;
+	socklen_t	   len = sizeof(sin);
+	int		   fd;
 
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	memset(&sin, 0, sizeof(sin));
@@ -691,12 +732,11 @@ free_port(int do_listen, int *fdp)
 }
 
 static struct s3_client *
-client_with_key(const char *endpoint, const char *key_id,
-    struct storage_url *su)
+client_with_key(
+    const char *endpoint, const char *key_id, struct storage_url *su)
 {
-	struct s3_creds cr = { key_id, getenv("AWS_SECRET_ACCESS_KEY"),
-	    NULL };
-	char url[512], err[256];
+	struct s3_creds cr = {key_id, getenv("AWS_SECRET_ACCESS_KEY"), NULL};
+	char		url[512], err[256];
 
 	snprintf(url, sizeof(url), "%s/%s/%.*s", endpoint, BUCKET,
 	    (int)strlen(prefix) - 1, prefix);
@@ -720,12 +760,12 @@ client_for(const char *endpoint, struct storage_url *su)
 static void
 test_dead_port(void)
 {
-	struct s3_client *saved = s3;
+	struct s3_client  *saved = s3;
 	struct storage_url su;
-	struct head_res h;
-	char ep[64], key[128];
-	int64_t t0;
-	int port = free_port(0, NULL);
+	struct head_res	   h;
+	char		   ep[64], key[128];
+	int64_t		   t0;
+	int		   port = free_port(0, NULL);
 
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
 	s3 = client_for(ep, &su);
@@ -735,8 +775,10 @@ test_dead_port(void)
 	head(key, &h);
 	t0 = mono_us() - t0;
 	ok(h.called == 1 && h.failed && h.err.transient &&
-	    strcmp(h.err.code, "connect") == 0, "nothing listening: transient "
-	    "connect error (%s)", errstr(&h.err));
+		strcmp(h.err.code, "connect") == 0,
+	    "nothing listening: transient "
+	    "connect error (%s)",
+	    errstr(&h.err));
 	ok(t0 < 3000000, "and no hang (%lld ms)", (long long)t0 / 1000);
 	s3_client_free(s3);
 	storage_url_free(&su);
@@ -746,12 +788,12 @@ test_dead_port(void)
 static void
 test_silent_server(void)
 {
-	struct s3_client *saved = s3;
+	struct s3_client  *saved = s3;
 	struct storage_url su;
-	struct head_res h;
-	char ep[64], key[128];
-	int64_t t0;
-	int fd = -1, port = free_port(1, &fd);
+	struct head_res	   h;
+	char		   ep[64], key[128];
+	int64_t		   t0;
+	int		   fd = -1, port = free_port(1, &fd);
 
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
 	s3 = client_for(ep, &su);
@@ -761,14 +803,17 @@ test_silent_server(void)
 	head(key, &h);
 	t0 = mono_us() - t0;
 	ok(h.called == 1 && h.failed && h.err.transient &&
-	    strcmp(h.err.code, "timeout") == 0, "a server that never answers: "
-	    "transient timeout (%s)", errstr(&h.err));
+		strcmp(h.err.code, "timeout") == 0,
+	    "a server that never answers: "
+	    "transient timeout (%s)",
+	    errstr(&h.err));
 	ok(t0 < 2000000, "after about the timeout (%lld ms)",
 	    (long long)t0 / 1000);
-	ok(strstr(h.err.message, getenv("AWS_SECRET_ACCESS_KEY") ?
-	    getenv("AWS_SECRET_ACCESS_KEY") : "S3RVER") == NULL &&
-	    strstr(h.err.message, "Authorization") == NULL &&
-	    strstr(h.err.message, "Signature") == NULL,
+	ok(strstr(h.err.message,
+	       getenv("AWS_SECRET_ACCESS_KEY") ? getenv("AWS_SECRET_ACCESS_KEY")
+					       : "S3RVER") == NULL &&
+		strstr(h.err.message, "Authorization") == NULL &&
+		strstr(h.err.message, "Signature") == NULL,
 	    "the error message holds no secret");
 	s3_client_free(s3);
 	storage_url_free(&su);
@@ -780,23 +825,27 @@ test_silent_server(void)
 static void
 test_s3_errors(void)
 {
-	struct s3_client *saved = s3;
+	struct s3_client  *saved = s3;
 	struct storage_url su;
-	struct head_res h;
-	struct lister l;
-	char key[128];
+	struct head_res	   h;
+	struct lister	   l;
+	char		   key[128];
 
 	s3 = client_with_key(getenv("S3_ENDPOINT"), "NOSUCHKEY", &su);
 	list_all(&l, prefix, 10);
 	ok(l.failed && l.err.http_status == 403 && !l.err.transient &&
-	    strcmp(l.err.code, "InvalidAccessKeyId") == 0, "an unknown access "
-	    "key: the S3 error document's code (%s)", errstr(&l.err));
+		strcmp(l.err.code, "InvalidAccessKeyId") == 0,
+	    "an unknown access "
+	    "key: the S3 error document's code (%s)",
+	    errstr(&l.err));
 	lister_free(&l);
 	snprintf(key, sizeof(key), "%sobj/00001", prefix);
 	head(key, &h);
 	ok(h.failed && h.err.http_status == 403 && !h.err.transient &&
-	    strcmp(h.err.code, "http_403") == 0, "HEAD has no error "
-	    "document: http_403 (%s)", errstr(&h.err));
+		strcmp(h.err.code, "http_403") == 0,
+	    "HEAD has no error "
+	    "document: http_403 (%s)",
+	    errstr(&h.err));
 	s3_client_free(s3);
 	storage_url_free(&su);
 	s3 = saved;
@@ -805,7 +854,7 @@ test_s3_errors(void)
 /* Cancellation */
 
 static struct s3_client *victim;
-static int cancel_calls, cancel_cancelled;
+static int		 cancel_calls, cancel_cancelled;
 
 static void
 cancel_head_cb(void *arg, int found, const struct s3_object *obj,
@@ -817,7 +866,7 @@ cancel_head_cb(void *arg, int found, const struct s3_object *obj,
 	if (victim != NULL) {
 		struct s3_client *c = victim;
 		victim = NULL;
-		s3_client_free(c);	/* from inside a callback */
+		s3_client_free(c); /* from inside a callback */
 	}
 }
 
@@ -825,9 +874,9 @@ static void
 test_cancel(void)
 {
 	struct storage_url su;
-	struct s3_client *c;
-	char key[128];
-	int i, sent = 0;
+	struct s3_client  *c;
+	char		   key[128];
+	int		   i, sent = 0;
 
 	c = client_for(getenv("S3_ENDPOINT"), &su);
 	s3_client_set_limits(c, 0, 2);
@@ -838,7 +887,8 @@ test_cancel(void)
 	s3_client_free(c);
 	ok(sent == 6 && cancel_calls == 6 && cancel_cancelled == 6,
 	    "s3_client_free calls back every pending request with cancelled "
-	    "(%d/%d)", cancel_cancelled, cancel_calls);
+	    "(%d/%d)",
+	    cancel_cancelled, cancel_calls);
 	storage_url_free(&su);
 
 	c = victim = client_for(getenv("S3_ENDPOINT"), &su);
@@ -849,7 +899,8 @@ test_cancel(void)
 	cancel_calls = cancel_cancelled = 0;
 	while (victim != NULL)
 		event_base_loop(base, EVLOOP_ONCE);
-	ok(cancel_calls == 6 && cancel_cancelled == 5, "s3_client_free from "
+	ok(cancel_calls == 6 && cancel_cancelled == 5,
+	    "s3_client_free from "
 	    "a callback: the 5 others are cancelled (%d/%d)",
 	    cancel_cancelled, cancel_calls);
 	/* Let the deferred HTTP teardown run. */
@@ -860,9 +911,9 @@ test_cancel(void)
 int
 main(void)
 {
-	struct timeval ten_ms = { 0, 10000 };
+	struct timeval	   ten_ms = {0, 10000};
 	struct storage_url su;
-	const char *ep = getenv("S3_ENDPOINT");
+	const char	  *ep = getenv("S3_ENDPOINT");
 
 	if (ep == NULL || *ep == '\0') {
 		printf("1..0 # SKIP no S3_ENDPOINT\n");

@@ -12,12 +12,10 @@
 
 static int tap_n, tap_failed;
 
-#define ok(cond, ...)                                                          \
-	tap_ok(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
+#define ok(cond, ...) tap_ok(!!(cond), __FILE__, __LINE__, #cond, __VA_ARGS__)
 
-static inline int __attribute__((format(printf, 5, 6)))
-tap_ok(int pass, const char *file, int line, const char *expr,
-    const char *fmt, ...)
+static inline int __attribute__((format(printf, 5, 6))) tap_ok(int pass,
+    const char *file, int line, const char *expr, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -38,10 +36,10 @@ tap_ok(int pass, const char *file, int line, const char *expr,
 #define is_str(got, want, ...)                                                 \
 	do {                                                                   \
 		const char *g_ = (got), *w_ = (want);                          \
-		int p_ = (g_ == NULL && w_ == NULL) ||                         \
+		int	    p_ = (g_ == NULL && w_ == NULL) ||                 \
 		    (g_ != NULL && w_ != NULL && strcmp(g_, w_) == 0);         \
 		if (!ok(p_, __VA_ARGS__))                                      \
-			printf("#   got:  '%s'\n#   want: '%s'\n",            \
+			printf("#   got:  '%s'\n#   want: '%s'\n",             \
 			    g_ ? g_ : "(null)", w_ ? w_ : "(null)");           \
 	} while (0)
 

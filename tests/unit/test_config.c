@@ -8,10 +8,11 @@ static void
 test_redis_urls(void)
 {
 	struct redis_url r;
-	char err[256];
+	char		 err[256];
 
-	ok(redis_url_parse("redis://127.0.0.1:6380/3", &r, err,
-	    sizeof(err)) == 0, "plain url");
+	ok(redis_url_parse("redis://127.0.0.1:6380/3", &r, err, sizeof(err)) ==
+		0,
+	    "plain url");
 	is_str(r.host, "127.0.0.1", "host");
 	is_int(r.port, 6380, "port");
 	is_int(r.db, 3, "db");
@@ -20,7 +21,8 @@ test_redis_urls(void)
 	redis_url_free(&r);
 
 	ok(redis_url_parse("rediss://alice:p%40ss%3Aw0rd@cache.example:25061",
-	    &r, err, sizeof(err)) == 0, "tls url with credentials");
+	       &r, err, sizeof(err)) == 0,
+	    "tls url with credentials");
 	is_int(r.tls, 1, "tls");
 	is_int(r.verify, 1, "verification on by default");
 	is_str(r.user, "alice", "user");
@@ -32,7 +34,8 @@ test_redis_urls(void)
 	redis_url_free(&r);
 
 	ok(redis_url_parse("rediss://:secret@h:1?ssl_cert_reqs=none", &r, err,
-	    sizeof(err)) == 0, "ssl_cert_reqs=none");
+	       sizeof(err)) == 0,
+	    "ssl_cert_reqs=none");
 	is_int(r.verify, 0, "verification off");
 	ok(r.user == NULL, "empty user is none");
 	is_str(r.password, "secret", "password only");
@@ -49,10 +52,12 @@ test_redis_urls(void)
 	    "bad port rejected");
 	ok(redis_url_parse("redis://h/x", &r, err, sizeof(err)) != 0,
 	    "bad db path rejected: %s", err);
-	ok(redis_url_parse("rediss://h?ssl_cert_reqs=maybe", &r, err,
-	    sizeof(err)) != 0, "bad ssl_cert_reqs rejected");
-	ok(redis_url_parse("rediss://h?ssl_cert_req=none", &r, err,
-	    sizeof(err)) != 0, "misspelt option rejected: %s", err);
+	ok(redis_url_parse(
+	       "rediss://h?ssl_cert_reqs=maybe", &r, err, sizeof(err)) != 0,
+	    "bad ssl_cert_reqs rejected");
+	ok(redis_url_parse(
+	       "rediss://h?ssl_cert_req=none", &r, err, sizeof(err)) != 0,
+	    "misspelt option rejected: %s", err);
 	ok(redis_url_parse("not a url", &r, err, sizeof(err)) != 0,
 	    "garbage rejected");
 }
@@ -61,10 +66,11 @@ static void
 test_storage_urls(void)
 {
 	struct storage_url s;
-	char err[256];
+	char		   err[256];
 
 	ok(storage_url_parse("https://cloud-cube-us2.s3.amazonaws.com/abcd1234",
-	    NULL, &s, err, sizeof(err)) == 0, "virtual-hosted url");
+	       NULL, &s, err, sizeof(err)) == 0,
+	    "virtual-hosted url");
 	is_str(s.bucket, "cloud-cube-us2", "bucket from host");
 	is_str(s.prefix, "abcd1234/", "prefix from path");
 	is_int(s.virtual_hosted, 1, "virtual hosted");
@@ -73,13 +79,15 @@ test_storage_urls(void)
 	storage_url_free(&s);
 
 	ok(storage_url_parse("https://cloud-cube-eu2.s3.amazonaws.com/xyz/",
-	    NULL, &s, err, sizeof(err)) == 0, "eu url");
+	       NULL, &s, err, sizeof(err)) == 0,
+	    "eu url");
 	is_str(s.region, "eu-west-1", "eu region");
 	is_str(s.prefix, "xyz/", "one trailing slash");
 	storage_url_free(&s);
 
 	ok(storage_url_parse("http://127.0.0.1:4568/cloud-cube/abcd1234",
-	    "ap-northeast-1", &s, err, sizeof(err)) == 0, "path-style url");
+	       "ap-northeast-1", &s, err, sizeof(err)) == 0,
+	    "path-style url");
 	is_str(s.bucket, "cloud-cube", "bucket from path");
 	is_str(s.prefix, "abcd1234/", "prefix");
 	is_int(s.port, 4568, "port");
@@ -89,15 +97,20 @@ test_storage_urls(void)
 	storage_url_free(&s);
 
 	ok(storage_url_parse("http://127.0.0.1:4568/cloud-cube", NULL, &s, err,
-	    sizeof(err)) != 0, "no prefix refused: %s", err);
+	       sizeof(err)) != 0,
+	    "no prefix refused: %s", err);
 	ok(storage_url_parse("https://cloud-cube.s3.amazonaws.com/", NULL, &s,
-	    err, sizeof(err)) != 0, "no cube refused");
-	ok(storage_url_parse("http://h/b/a//b", NULL, &s, err,
-	    sizeof(err)) != 0, "empty segment refused: %s", err);
-	ok(storage_url_parse("http://h/b/a/%2e%2e/c", NULL, &s, err,
-	    sizeof(err)) != 0, "encoded dot-dot refused");
-	ok(storage_url_parse("http://u:p@h/b/c", NULL, &s, err,
-	    sizeof(err)) != 0, "credentials in url refused");
+	       err, sizeof(err)) != 0,
+	    "no cube refused");
+	ok(storage_url_parse("http://h/b/a//b", NULL, &s, err, sizeof(err)) !=
+		0,
+	    "empty segment refused: %s", err);
+	ok(storage_url_parse(
+	       "http://h/b/a/%2e%2e/c", NULL, &s, err, sizeof(err)) != 0,
+	    "encoded dot-dot refused");
+	ok(storage_url_parse("http://u:p@h/b/c", NULL, &s, err, sizeof(err)) !=
+		0,
+	    "credentials in url refused");
 	ok(storage_url_parse("ftp://h/b/c", NULL, &s, err, sizeof(err)) != 0,
 	    "ftp refused");
 }
@@ -137,7 +150,8 @@ test_relations(void)
 static void
 test_redact(void)
 {
-	char *r = url_redact("postgresql://u:hunter2@db:5432/app?sslmode=require");
+	char *r = url_redact(
+	    "postgresql://u:hunter2@db:5432/app?sslmode=require");
 
 	ok(strstr(r, "hunter2") == NULL, "password hidden: %s", r);
 	ok(strstr(r, "db") != NULL, "host kept");
@@ -148,7 +162,7 @@ static void
 test_config_env(void)
 {
 	struct config c;
-	char err[256];
+	char	      err[256];
 
 	setenv("REDIS_URL", "redis://r1:1/0", 1);
 	setenv("CLIPSWEEP_REDIS_URL", "redis://r2:2/0", 1);

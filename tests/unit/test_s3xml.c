@@ -12,7 +12,7 @@
 #include "util.h"
 #include "tap.h"
 
-#define XMLDECL	"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+#define XMLDECL "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
 #define AWSNS	"http://s3.amazonaws.com/doc/2006-03-01/"
 #define S3RVNS	"http://doc.s3.amazonaws.com/2006-03-01/"
 
@@ -31,8 +31,7 @@ feed_list(struct s3xml_list *l, const char *doc, size_t len, size_t chunk)
 }
 
 static int
-feed_delete(struct s3xml_delete *d, const char *doc, size_t len,
-    size_t chunk)
+feed_delete(struct s3xml_delete *d, const char *doc, size_t len, size_t chunk)
 {
 	size_t off, n;
 
@@ -55,7 +54,7 @@ static void
 list_fails(const char *name, const char *doc, const char *want)
 {
 	struct s3xml_list *l;
-	size_t chunk;
+	size_t		   chunk;
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		l = s3xml_list_create();
@@ -78,7 +77,7 @@ static void
 delete_fails(const char *name, const char *doc, const char *want)
 {
 	struct s3xml_delete *d;
-	size_t chunk;
+	size_t		     chunk;
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		d = s3xml_delete_create();
@@ -93,8 +92,8 @@ delete_fails(const char *name, const char *doc, const char *want)
 }
 
 static void
-is_object(const struct s3xml_list *l, size_t i, const char *key,
-    size_t key_len, int64_t size, int64_t mtime, const char *name)
+is_object(const struct s3xml_list *l, size_t i, const char *key, size_t key_len,
+    int64_t size, int64_t mtime, const char *name)
 {
 	const struct s3_object *o;
 
@@ -107,8 +106,7 @@ is_object(const struct s3xml_list *l, size_t i, const char *key,
 	is_int(o->last_modified_ms, mtime, "%s: object %zu mtime", name, i);
 }
 
-static const char aws_page[] =
-    XMLDECL
+static const char aws_page[] = XMLDECL
     "<ListBucketResult xmlns=\"" AWSNS "\">"
     "<Name>clipsweep-prod</Name><Prefix>clips/</Prefix>"
     "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOw"
@@ -141,8 +139,8 @@ static void
 test_aws_page(void)
 {
 	struct s3xml_list *l;
-	size_t chunk;
-	const char *n;
+	size_t		   chunk;
+	const char	  *n;
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		n = chunk == 0 ? "aws page" : "aws page bytewise";
@@ -165,14 +163,15 @@ test_aws_page(void)
 		    INT64_C(1795264560000), n);
 		is_object(l, 1, "clips/2026/11/21/thumb & poster.jpg", 35, 0,
 		    INT64_C(1795161662123), n);
-		is_object(l, 2, "clips/2026/11/21/\xed\x95\x9c\xea\xb8\x80 "
-		    "\xf0\x9f\x98\x80.webm", 33, INT64_MAX,
-		    INT64_C(1767635130500), n);
+		is_object(l, 2,
+		    "clips/2026/11/21/\xed\x95\x9c\xea\xb8\x80 "
+		    "\xf0\x9f\x98\x80.webm",
+		    33, INT64_MAX, INT64_C(1767635130500), n);
 		ok(s3xml_list_object(l, 3) == NULL, "%s: no object 3", n);
 		/* finish is idempotent; more data is refused. */
 		is_int(s3xml_list_finish(l), 0, "%s: finish again", n);
-		is_int(s3xml_list_feed(l, "x", 1), -1, "%s: feed after finish",
-		    n);
+		is_int(
+		    s3xml_list_feed(l, "x", 1), -1, "%s: feed after finish", n);
 		is_str(s3xml_list_error(l), "data fed after finish",
 		    "%s: feed after finish error", n);
 		s3xml_list_free(l);
@@ -180,8 +179,7 @@ test_aws_page(void)
 }
 
 /* What s3rver 3.7.1 sends: its own namespace, compact, ms timestamps. */
-static const char s3rver_page[] =
-    XMLDECL
+static const char s3rver_page[] = XMLDECL
     "<ListBucketResult xmlns=\"" S3RVNS "\"><Name>clips</Name>"
     "<Prefix></Prefix><KeyCount>2</KeyCount><MaxKeys>1000</MaxKeys>"
     "<IsTruncated>false</IsTruncated>"
@@ -199,22 +197,23 @@ static void
 test_s3rver_page(void)
 {
 	struct s3xml_list *l;
-	size_t chunk;
-	const char *n;
+	size_t		   chunk;
+	const char	  *n;
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		n = chunk == 0 ? "s3rver page" : "s3rver page bytewise";
 		l = s3xml_list_create();
-		is_int(feed_list(l, s3rver_page, sizeof(s3rver_page) - 1,
-		    chunk), 0, "%s: parses", n);
+		is_int(
+		    feed_list(l, s3rver_page, sizeof(s3rver_page) - 1, chunk),
+		    0, "%s: parses", n);
 		is_int(s3xml_list_is_truncated(l), 0, "%s: not truncated", n);
 		ok(s3xml_list_next_token(l) == NULL, "%s: no token", n);
 		is_int(s3xml_list_key_count(l), 2, "%s: KeyCount", n);
 		is_str(s3xml_list_prefix(l), "", "%s: empty prefix", n);
 		is_int(s3xml_list_count(l), 2, "%s: count", n);
 		/* No EncodingType: '+' and '%' are literal. */
-		is_object(l, 0, "a b+c%d.mp4", 11, 5, INT64_C(1795264560000),
-		    n);
+		is_object(
+		    l, 0, "a b+c%d.mp4", 11, 5, INT64_C(1795264560000), n);
 		is_object(l, 1, "x/y.txt", 7, 11, INT64_C(1795161662999), n);
 		s3xml_list_free(l);
 	}
@@ -242,22 +241,22 @@ test_plain_page(void)
 	    "plain page: CommonPrefixes/Prefix is not the Prefix");
 	is_int(s3xml_list_key_count(l), -1, "plain page: no KeyCount");
 	is_int(s3xml_list_count(l), 1, "plain page: count");
-	is_object(l, 0, "a<b>&c.txt", 10, 42, INT64_C(1709251199000),
-	    "plain page");
+	is_object(
+	    l, 0, "a<b>&c.txt", 10, 42, INT64_C(1709251199000), "plain page");
 	s3xml_list_free(l);
 }
 
-#define ENC_CONTENTS							\
-	"<Contents><Key>a+b.txt</Key><Size>1</Size>"			\
-	"<LastModified>1970-01-01T00:00:00Z</LastModified></Contents>"	\
-	"<Contents><Key>a%2Bb.txt</Key><Size>2</Size>"			\
-	"<LastModified>1970-01-01T00:00:00.001Z</LastModified></Contents>" \
-	"<Contents><Key>100%25.csv</Key><Size>3</Size>"			\
-	"<LastModified>1970-01-01T00:00:01Z</LastModified></Contents>"	\
-	"<Contents><Key>%ED%95%9C%EA%B8%80/caf%C3%A9%20menu.txt</Key>"	\
-	"<Size>4</Size>"						\
-	"<LastModified>1970-01-01T00:01:00Z</LastModified></Contents>"	\
-	"<Contents><Key>%0A%01tab%09</Key><Size>5</Size>"		\
+#define ENC_CONTENTS                                                           \
+	"<Contents><Key>a+b.txt</Key><Size>1</Size>"                           \
+	"<LastModified>1970-01-01T00:00:00Z</LastModified></Contents>"         \
+	"<Contents><Key>a%2Bb.txt</Key><Size>2</Size>"                         \
+	"<LastModified>1970-01-01T00:00:00.001Z</LastModified></Contents>"     \
+	"<Contents><Key>100%25.csv</Key><Size>3</Size>"                        \
+	"<LastModified>1970-01-01T00:00:01Z</LastModified></Contents>"         \
+	"<Contents><Key>%ED%95%9C%EA%B8%80/caf%C3%A9%20menu.txt</Key>"         \
+	"<Size>4</Size>"                                                       \
+	"<LastModified>1970-01-01T00:01:00Z</LastModified></Contents>"         \
+	"<Contents><Key>%0A%01tab%09</Key><Size>5</Size>"                      \
 	"<LastModified>1970-01-01T01:00:00Z</LastModified></Contents>"
 
 static void
@@ -268,28 +267,28 @@ check_encoded(struct s3xml_list *l, const char *n)
 	is_object(l, 0, "a b.txt", 7, 1, 0, n);
 	is_object(l, 1, "a+b.txt", 7, 2, 1, n);
 	is_object(l, 2, "100%.csv", 8, 3, 1000, n);
-	is_object(l, 3, "\xed\x95\x9c\xea\xb8\x80/caf\xc3\xa9 menu.txt", 21,
-	    4, 60000, n);
+	is_object(l, 3, "\xed\x95\x9c\xea\xb8\x80/caf\xc3\xa9 menu.txt", 21, 4,
+	    60000, n);
 	is_object(l, 4, "\n\001tab\t", 6, 5, 3600000, n);
 }
 
 static void
 test_encoded(void)
 {
-	static const char before[] =
-	    XMLDECL "<ListBucketResult xmlns=\"" AWSNS "\">"
+	static const char before[] = XMLDECL
+	    "<ListBucketResult xmlns=\"" AWSNS "\">"
 	    "<Prefix>run+books%2F%2B</Prefix><EncodingType>url</EncodingType>"
-	    "<KeyCount>5</KeyCount><IsTruncated>false</IsTruncated>"
-	    ENC_CONTENTS "</ListBucketResult>";
-	static const char after[] =
-	    XMLDECL "<ListBucketResult xmlns=\"" AWSNS "\">"
+	    "<KeyCount>5</KeyCount><IsTruncated>false</"
+	    "IsTruncated>" ENC_CONTENTS "</ListBucketResult>";
+	static const char after[] = XMLDECL
+	    "<ListBucketResult xmlns=\"" AWSNS "\">"
 	    "<Prefix>run+books%2F%2B</Prefix>"
-	    "<KeyCount>5</KeyCount><IsTruncated>false</IsTruncated>"
-	    ENC_CONTENTS "<EncodingType>url</EncodingType>"
+	    "<KeyCount>5</KeyCount><IsTruncated>false</"
+	    "IsTruncated>" ENC_CONTENTS "<EncodingType>url</EncodingType>"
 	    "</ListBucketResult>";
 	struct s3xml_list *l;
-	size_t chunk;
-	char n[64];
+	size_t		   chunk;
+	char		   n[64];
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		snprintf(n, sizeof(n), "EncodingType first (%s)", how(chunk));
@@ -311,8 +310,8 @@ test_encoded(void)
 static void
 test_empty_listing(void)
 {
-	static const char doc[] =
-	    XMLDECL "<ListBucketResult xmlns=\"" AWSNS "\">"
+	static const char doc[] = XMLDECL
+	    "<ListBucketResult xmlns=\"" AWSNS "\">"
 	    "<Name>clips</Name><Prefix>gone/</Prefix><KeyCount>0</KeyCount>"
 	    "<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>"
 	    "</ListBucketResult>";
@@ -333,9 +332,11 @@ test_empty_listing(void)
 static char *
 one_contents(const char *body)
 {
-	return xasprintf("<ListBucketResult xmlns=\"" AWSNS "\">"
+	return xasprintf(
+	    "<ListBucketResult xmlns=\"" AWSNS "\">"
 	    "<IsTruncated>false</IsTruncated><Contents>%s</Contents>"
-	    "</ListBucketResult>", body);
+	    "</ListBucketResult>",
+	    body);
 }
 
 static void
@@ -349,11 +350,11 @@ contents_fails(const char *name, const char *body, const char *want)
 }
 
 static void
-contents_ok(const char *name, const char *body, const char *key,
-    int64_t size, int64_t mtime)
+contents_ok(const char *name, const char *body, const char *key, int64_t size,
+    int64_t mtime)
 {
 	struct s3xml_list *l;
-	char *doc;
+	char		  *doc;
 
 	doc = one_contents(body);
 	l = s3xml_list_create();
@@ -365,7 +366,7 @@ contents_ok(const char *name, const char *body, const char *key,
 	free(doc);
 }
 
-#define LM	"<LastModified>2026-11-21T12:36:00.000Z</LastModified>"
+#define LM "<LastModified>2026-11-21T12:36:00.000Z</LastModified>"
 
 static void
 test_bad_contents(void)
@@ -387,25 +388,31 @@ test_bad_contents(void)
 	    "</Size>" LM,
 	    "line 1: <Size> longer than 64 bytes");
 
-	contents_fails("LastModified month 13", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified month 13",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-13-01T00:00:00.000Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified "
 	    "'2026-13-01T00:00:00.000Z'");
-	contents_fails("LastModified Feb 29 2026", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified Feb 29 2026",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-02-29T00:00:00.000Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified "
 	    "'2026-02-29T00:00:00.000Z'");
-	contents_fails("LastModified hour 24", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified hour 24",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21T24:00:00.000Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified "
 	    "'2026-11-21T24:00:00.000Z'");
-	contents_fails("LastModified space", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified space",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21 12:36:00Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified '2026-11-21 12:36:00Z'");
-	contents_fails("LastModified no zone", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified no zone",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21T12:36:00.000</LastModified>",
 	    "line 1: Contents #1: bad LastModified '2026-11-21T12:36:00.000'");
-	contents_fails("LastModified offset", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified offset",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21T12:36:00+00:00</LastModified>",
 	    "line 1: Contents #1: bad LastModified "
 	    "'2026-11-21T12:36:00+00:00'");
@@ -413,13 +420,16 @@ test_bad_contents(void)
 	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21T12:36:00.Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified '2026-11-21T12:36:00.Z'");
-	contents_fails("LastModified trailing", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified trailing",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-11-21T12:36:00ZZ</LastModified>",
 	    "line 1: Contents #1: bad LastModified '2026-11-21T12:36:00ZZ'");
-	contents_fails("LastModified before 1970", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified before 1970",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>1969-12-31T23:59:59Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified '1969-12-31T23:59:59Z'");
-	contents_fails("LastModified sign", "<Key>k</Key><Size>1</Size>"
+	contents_fails("LastModified sign",
+	    "<Key>k</Key><Size>1</Size>"
 	    "<LastModified>2026-+1-21T12:36:00Z</LastModified>",
 	    "line 1: Contents #1: bad LastModified '2026-+1-21T12:36:00Z'");
 	contents_ok("LastModified 9 fraction digits",
@@ -446,8 +456,8 @@ test_bad_contents(void)
 	contents_fails("element inside Key",
 	    "<Key>a<b>c</b></Key><Size>1</Size>" LM,
 	    "line 1: unexpected element <b> inside <Key>");
-	contents_ok("whitespace Key", "<Key> </Key><Size>1</Size>" LM, " ",
-	    1, INT64_C(1795264560000));
+	contents_ok("whitespace Key", "<Key> </Key><Size>1</Size>" LM, " ", 1,
+	    INT64_C(1795264560000));
 	contents_ok("entities in Key",
 	    "<Key>&lt;&#65;&#x42;&gt;&apos;&quot;</Key><Size>1</Size>" LM,
 	    "<AB>'\"", 1, INT64_C(1795264560000));
@@ -457,8 +467,8 @@ static void
 test_key_lengths(void)
 {
 	struct buf b;
-	char *doc;
-	size_t i;
+	char	  *doc;
+	size_t	   i;
 
 	/* 1024 bytes is S3's limit; 1025 is refused. */
 	buf_init(&b);
@@ -472,9 +482,10 @@ test_key_lengths(void)
 
 		is_int(feed_list(l, doc, strlen(doc), 0), 0, "1024-byte key");
 		is_int(s3xml_list_count(l), 1, "1024-byte key: count");
-		is_int(s3xml_list_object(l, 0) != NULL ?
-		    s3xml_list_object(l, 0)->key_len : 0, 1024,
-		    "1024-byte key: length");
+		is_int(s3xml_list_object(l, 0) != NULL
+			? s3xml_list_object(l, 0)->key_len
+			: 0,
+		    1024, "1024-byte key: length");
 		s3xml_list_free(l);
 	}
 	free(doc);
@@ -484,8 +495,8 @@ test_key_lengths(void)
 	for (i = 0; i < 1025; i++)
 		buf_adds(&b, "k");
 	buf_adds(&b, "</Key><Size>1</Size>" LM);
-	contents_fails("1025-byte key", b.data,
-	    "Contents #1: Key longer than 1024 bytes");
+	contents_fails(
+	    "1025-byte key", b.data, "Contents #1: Key longer than 1024 bytes");
 
 	/* Two-byte characters: 513 of them make 1026 bytes. */
 	buf_reset(&b);
@@ -502,37 +513,42 @@ test_key_lengths(void)
 	for (i = 0; i < 5000; i++)
 		buf_adds(&b, "k");
 	buf_adds(&b, "</Key><Size>1</Size>" LM);
-	contents_fails("5000-byte key", b.data,
-	    "line 1: <Key> longer than 3072 bytes");
+	contents_fails(
+	    "5000-byte key", b.data, "line 1: <Key> longer than 3072 bytes");
 
 	/* Encoded, 1024 decoded bytes take 3072: fine; 1025 are not. */
 	buf_reset(&b);
-	buf_adds(&b, "<ListBucketResult><EncodingType>url</EncodingType>"
+	buf_adds(&b,
+	    "<ListBucketResult><EncodingType>url</EncodingType>"
 	    "<Contents><Key>");
 	for (i = 0; i < 1024; i++)
 		buf_adds(&b, "%6B");
-	buf_adds(&b, "</Key><Size>1</Size>" LM "</Contents>"
+	buf_adds(&b,
+	    "</Key><Size>1</Size>" LM "</Contents>"
 	    "</ListBucketResult>");
 	{
 		struct s3xml_list *l = s3xml_list_create();
 
-		is_int(feed_list(l, b.data, b.len, 0), 0,
-		    "1024-byte encoded key");
-		is_int(s3xml_list_object(l, 0) != NULL ?
-		    s3xml_list_object(l, 0)->key_len : 0, 1024,
-		    "1024-byte encoded key: decoded length");
+		is_int(
+		    feed_list(l, b.data, b.len, 0), 0, "1024-byte encoded key");
+		is_int(s3xml_list_object(l, 0) != NULL
+			? s3xml_list_object(l, 0)->key_len
+			: 0,
+		    1024, "1024-byte encoded key: decoded length");
 		ok(s3xml_list_object(l, 0) != NULL &&
-		    s3xml_list_object(l, 0)->key[1023] == 'k' &&
-		    s3xml_list_object(l, 0)->key[1024] == '\0',
+			s3xml_list_object(l, 0)->key[1023] == 'k' &&
+			s3xml_list_object(l, 0)->key[1024] == '\0',
 		    "1024-byte encoded key: decoded bytes");
 		s3xml_list_free(l);
 	}
 	buf_reset(&b);
-	buf_adds(&b, "<ListBucketResult><EncodingType>url</EncodingType>"
+	buf_adds(&b,
+	    "<ListBucketResult><EncodingType>url</EncodingType>"
 	    "<Contents><Key>");
 	for (i = 0; i < 1025; i++)
 		buf_adds(&b, "%6B");
-	buf_adds(&b, "</Key><Size>1</Size>" LM "</Contents>"
+	buf_adds(&b,
+	    "</Key><Size>1</Size>" LM "</Contents>"
 	    "</ListBucketResult>");
 	list_fails("1025-byte encoded key", b.data,
 	    "line 1: <Key> longer than 3072 bytes");
@@ -587,16 +603,17 @@ test_bad_documents(void)
 
 	list_fails("truncated",
 	    XMLDECL "<ListBucketResult xmlns=\"" AWSNS "\">"
-	    "<IsTruncated>false</IsTruncated><Contents><Key>k</Key>"
-	    "<Size>1</Size>" LM "</Contents><Contents><Key>clips/a",
+		    "<IsTruncated>false</IsTruncated><Contents><Key>k</Key>"
+		    "<Size>1</Size>" LM "</Contents><Contents><Key>clips/a",
 	    "XML error at line 2 column 220: no element found");
 	list_fails("truncated after Contents",
 	    "<ListBucketResult><Contents><Key>k</Key><Size>1</Size>" LM
 	    "</Contents>",
 	    "XML error at line 1 column 118: no element found");
-	list_fails("empty body", "",
-	    "XML error at line 1 column 0: no element found");
-	list_fails("malformed", "<ListBucketResult><Contents></ListBucketResult>",
+	list_fails(
+	    "empty body", "", "XML error at line 1 column 0: no element found");
+	list_fails("malformed",
+	    "<ListBucketResult><Contents></ListBucketResult>",
 	    "XML error at line 1 column 30: mismatched tag");
 	list_fails("not XML", "<html><body>502 Bad Gateway</body></html>",
 	    "line 1: unexpected root element <html>");
@@ -607,17 +624,17 @@ test_bad_documents(void)
 	    "XML error at line 1 column 37: junk after document element");
 	list_fails("wrong root",
 	    XMLDECL "<ListAllMyBucketsResult xmlns=\"" AWSNS "\">"
-	    "<Buckets/></ListAllMyBucketsResult>",
+		    "<Buckets/></ListAllMyBucketsResult>",
 	    "line 2: unexpected root element <ListAllMyBucketsResult>");
 	list_fails("DeleteResult as list",
 	    "<DeleteResult xmlns=\"" AWSNS "\"/>",
 	    "line 1: unexpected root element <DeleteResult>");
 	list_fails("Error document",
 	    XMLDECL "<Error><Code>NoSuchBucket</Code>"
-	    "<Message>The specified bucket does not exist</Message>"
-	    "<BucketName>clips</BucketName>"
-	    "<RequestId>4442587FB7D0A2F9</RequestId>"
-	    "<HostId>uVbQ8TmHk0/+abc=</HostId></Error>",
+		    "<Message>The specified bucket does not exist</Message>"
+		    "<BucketName>clips</BucketName>"
+		    "<RequestId>4442587FB7D0A2F9</RequestId>"
+		    "<HostId>uVbQ8TmHk0/+abc=</HostId></Error>",
 	    "S3 error NoSuchBucket: The specified bucket does not exist");
 	list_fails("Error document without Code",
 	    "<Error><Message>oops</Message></Error>",
@@ -681,29 +698,32 @@ static void
 test_limits(void)
 {
 	struct s3xml_list *l;
-	struct buf b;
-	char *chunk;
-	size_t i, size = 1024 * 1024;
-	int rv = 0;
+	struct buf	   b;
+	char		  *chunk;
+	size_t		   i, size = 1024 * 1024;
+	int		   rv = 0;
 
 	/* 10000 objects are fine, 10001 are not. */
 	buf_init(&b);
 	buf_adds(&b, "<ListBucketResult>");
 	for (i = 0; i < 10000; i++)
-		buf_addf(&b, "<Contents><Key>k%zu</Key><Size>%zu</Size>" LM
-		    "</Contents>", i, i);
+		buf_addf(&b,
+		    "<Contents><Key>k%zu</Key><Size>%zu</Size>" LM
+		    "</Contents>",
+		    i, i);
 	buf_adds(&b, "</ListBucketResult>");
 	l = s3xml_list_create();
 	is_int(feed_list(l, b.data, b.len, 0), 0, "10000 objects");
 	is_int(s3xml_list_count(l), 10000, "10000 objects: count");
 	ok(s3xml_list_object(l, 9999) != NULL &&
-	    strcmp(s3xml_list_object(l, 9999)->key, "k9999") == 0 &&
-	    s3xml_list_object(l, 9999)->size == 9999,
+		strcmp(s3xml_list_object(l, 9999)->key, "k9999") == 0 &&
+		s3xml_list_object(l, 9999)->size == 9999,
 	    "10000 objects: the last one");
 	s3xml_list_free(l);
 
 	b.len -= strlen("</ListBucketResult>");
-	buf_adds(&b, "<Contents><Key>k</Key><Size>1</Size>" LM "</Contents>"
+	buf_adds(&b,
+	    "<Contents><Key>k</Key><Size>1</Size>" LM "</Contents>"
 	    "</ListBucketResult>");
 	l = s3xml_list_create();
 	is_int(feed_list(l, b.data, b.len, 0), -1, "10001 objects");
@@ -722,7 +742,8 @@ test_limits(void)
 	for (i = 0; rv == 0 && i < S3XML_MAX_DOCUMENT / size; i++)
 		rv = s3xml_list_feed(l, chunk, size);
 	is_int(rv, -1, "document over 16 MiB");
-	is_int(i, S3XML_MAX_DOCUMENT / size, "document over 16 MiB: "
+	is_int(i, S3XML_MAX_DOCUMENT / size,
+	    "document over 16 MiB: "
 	    "refused on the last chunk");
 	is_str(s3xml_list_error(l), "document larger than 16777216 bytes",
 	    "document over 16 MiB: error");
@@ -735,8 +756,7 @@ test_limits(void)
 	s3xml_delete_free(NULL);
 }
 
-static const char delete_doc[] =
-    XMLDECL
+static const char delete_doc[] = XMLDECL
     "<DeleteResult xmlns=\"" AWSNS "\">"
     "<Deleted><Key>clips/a.mp4</Key></Deleted>"
     "<Deleted><Key>clips/b &amp; c.mp4</Key><VersionId>3HL4kqtJlcpXroDTDm"
@@ -749,8 +769,8 @@ static const char delete_doc[] =
     "</DeleteResult>";
 
 static void
-is_result(const struct s3xml_delete *d, size_t i, const char *key,
-    int deleted, const char *code, const char *message, const char *n)
+is_result(const struct s3xml_delete *d, size_t i, const char *key, int deleted,
+    const char *code, const char *message, const char *n)
 {
 	const struct s3_delete_result *r;
 
@@ -770,16 +790,17 @@ test_delete(void)
 	    "<DeleteResult xmlns=\"" S3RVNS "\"><Deleted><Key>a+b%2Bc</Key>"
 	    "</Deleted><EncodingType>url</EncodingType></DeleteResult>";
 	struct s3xml_delete *d;
-	size_t chunk;
-	const char *n;
+	size_t		     chunk;
+	const char	    *n;
 
 	for (chunk = 0; chunk <= 1; chunk++) {
 		n = chunk == 0 ? "delete" : "delete bytewise";
 		d = s3xml_delete_create();
 		ok(s3xml_delete_result(d, 0) == NULL,
 		    "%s: nothing before finish", n);
-		is_int(feed_delete(d, delete_doc, sizeof(delete_doc) - 1,
-		    chunk), 0, "%s: parses", n);
+		is_int(
+		    feed_delete(d, delete_doc, sizeof(delete_doc) - 1, chunk),
+		    0, "%s: parses", n);
 		is_str(s3xml_delete_error(d), "", "%s: no error", n);
 		is_int(s3xml_delete_count(d), 4, "%s: count", n);
 		is_result(d, 0, "clips/a.mp4", 1, NULL, NULL, n);
@@ -821,7 +842,7 @@ test_delete(void)
 	    "line 1: result #1 has an empty Key");
 	delete_fails("delete: error document",
 	    XMLDECL "<Error><Code>InternalError</Code><Message>We encountered "
-	    "an internal error. Please try again.</Message></Error>",
+		    "an internal error. Please try again.</Message></Error>",
 	    "S3 error InternalError: We encountered an internal error. "
 	    "Please try again.");
 	delete_fails("delete: wrong root",
@@ -843,43 +864,50 @@ test_delete(void)
 static void
 test_error_parse(void)
 {
-	static const char aws[] =
-	    XMLDECL "<Error><Code>NoSuchKey</Code>"
+	static const char aws[] = XMLDECL
+	    "<Error><Code>NoSuchKey</Code>"
 	    "<Message>The specified key does not exist.</Message>"
 	    "<Key>clips/a.mp4</Key><RequestId>4442587FB7D0A2F9</RequestId>"
 	    "<HostId>eftixk72aD6Ap51TnqcoF8eFidJG9Z/2mkiDFu8yU9AS1ed4OpIszj7UD"
 	    "NEHGran</HostId></Error>";
 	/* s3rver: no declaration newline, detail elements, a namespace. */
 	static const char s3rver[] =
-	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error xmlns=\""
-	    S3RVNS "\"><Code>SignatureDoesNotMatch</Code><Message>The request "
+	    "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error xmlns=\"" S3RVNS
+	    "\"><Code>SignatureDoesNotMatch</Code><Message>The request "
 	    "signature we calculated does not match the signature you provided."
 	    "</Message><StringToSign>AWS4-HMAC-SHA256</StringToSign></Error>";
 	static const char accented[] =
-	    "<Error><Code>SlowDown</Code><Message>h\xc3\xa9llo</Message></Error>";
+	    "<Error><Code>SlowDown</Code><Message>h\xc3\xa9llo</Message></"
+	    "Error>";
 	char code[64], msg[128];
 
-	is_int(s3xml_error_parse(aws, sizeof(aws) - 1, code, sizeof(code),
-	    msg, sizeof(msg)), 0, "error doc");
+	is_int(s3xml_error_parse(
+		   aws, sizeof(aws) - 1, code, sizeof(code), msg, sizeof(msg)),
+	    0, "error doc");
 	is_str(code, "NoSuchKey", "error doc: code");
 	is_str(msg, "The specified key does not exist.", "error doc: message");
 
-	is_int(s3xml_error_parse(s3rver, sizeof(s3rver) - 1, code,
-	    sizeof(code), msg, sizeof(msg)), 0, "s3rver error doc");
+	is_int(s3xml_error_parse(s3rver, sizeof(s3rver) - 1, code, sizeof(code),
+		   msg, sizeof(msg)),
+	    0, "s3rver error doc");
 	is_str(code, "SignatureDoesNotMatch", "s3rver error doc: code");
-	is_str(msg, "The request signature we calculated does not match the "
-	    "signature you provided.", "s3rver error doc: message");
+	is_str(msg,
+	    "The request signature we calculated does not match the "
+	    "signature you provided.",
+	    "s3rver error doc: message");
 
 	is_int(s3xml_error_parse(aws, sizeof(aws) - 1, code, 5, msg, 8), 0,
 	    "error doc, small buffers");
 	is_str(code, "NoSu", "error doc: code truncated");
 	is_str(msg, "The spe", "error doc: message truncated");
 
-	is_int(s3xml_error_parse(accented, sizeof(accented) - 1, code,
-	    sizeof(code), msg, 3), 0, "error doc, cut in a character");
+	is_int(s3xml_error_parse(
+		   accented, sizeof(accented) - 1, code, sizeof(code), msg, 3),
+	    0, "error doc, cut in a character");
 	is_str(msg, "h", "error doc: cut before the character");
-	is_int(s3xml_error_parse(accented, sizeof(accented) - 1, code,
-	    sizeof(code), msg, 4), 0, "error doc, cut after a character");
+	is_int(s3xml_error_parse(
+		   accented, sizeof(accented) - 1, code, sizeof(code), msg, 4),
+	    0, "error doc, cut after a character");
 	is_str(msg, "h\xc3\xa9", "error doc: cut after the character");
 
 	is_int(s3xml_error_parse(aws, sizeof(aws) - 1, NULL, 0, NULL, 0), 0,
@@ -888,31 +916,34 @@ test_error_parse(void)
 	strcpy(code, "stale");
 	strcpy(msg, "stale");
 	is_int(s3xml_error_parse("<html>502</html>", 16, code, sizeof(code),
-	    msg, sizeof(msg)), -1, "HTML is not an error doc");
+		   msg, sizeof(msg)),
+	    -1, "HTML is not an error doc");
 	is_str(code, "", "HTML: code emptied");
 	is_str(msg, "", "HTML: message emptied");
-	is_int(s3xml_error_parse("", 0, code, sizeof(code), msg,
-	    sizeof(msg)), -1, "empty body is not an error doc");
-	is_int(s3xml_error_parse(NULL, 0, code, sizeof(code), msg,
-	    sizeof(msg)), -1, "NULL body is not an error doc");
+	is_int(s3xml_error_parse("", 0, code, sizeof(code), msg, sizeof(msg)),
+	    -1, "empty body is not an error doc");
+	is_int(s3xml_error_parse(NULL, 0, code, sizeof(code), msg, sizeof(msg)),
+	    -1, "NULL body is not an error doc");
 	is_int(s3xml_error_parse("<Error><Message>m</Message></Error>", 34,
-	    code, sizeof(code), msg, sizeof(msg)), -1,
-	    "error doc without Code");
-	is_int(s3xml_error_parse("<Error><Code></Code></Error>", 28,
-	    code, sizeof(code), msg, sizeof(msg)), -1,
-	    "error doc with empty Code");
+		   code, sizeof(code), msg, sizeof(msg)),
+	    -1, "error doc without Code");
+	is_int(s3xml_error_parse("<Error><Code></Code></Error>", 28, code,
+		   sizeof(code), msg, sizeof(msg)),
+	    -1, "error doc with empty Code");
 	is_int(s3xml_error_parse("<Error><Code>A</Code>", 21, code,
-	    sizeof(code), msg, sizeof(msg)), -1, "truncated error doc");
+		   sizeof(code), msg, sizeof(msg)),
+	    -1, "truncated error doc");
 	is_str(code, "", "truncated error doc: code emptied");
-	is_int(s3xml_error_parse("<ListBucketResult/>", 19, code,
-	    sizeof(code), msg, sizeof(msg)), -1, "ListBucketResult");
-	is_int(s3xml_error_parse(
-	    "<!DOCTYPE Error [<!ENTITY c \"NoSuchKey\">]>"
-	    "<Error><Code>&c;</Code></Error>", 72, code, sizeof(code), msg,
-	    sizeof(msg)), -1, "error doc with DOCTYPE");
+	is_int(s3xml_error_parse("<ListBucketResult/>", 19, code, sizeof(code),
+		   msg, sizeof(msg)),
+	    -1, "ListBucketResult");
+	is_int(s3xml_error_parse("<!DOCTYPE Error [<!ENTITY c \"NoSuchKey\">]>"
+				 "<Error><Code>&c;</Code></Error>",
+		   72, code, sizeof(code), msg, sizeof(msg)),
+	    -1, "error doc with DOCTYPE");
 	is_int(s3xml_error_parse("<Error><Code>X</Code><Code>Y</Code></Error>",
-	    43, code, sizeof(code), msg, sizeof(msg)), 0,
-	    "error doc with two Codes");
+		   43, code, sizeof(code), msg, sizeof(msg)),
+	    0, "error doc with two Codes");
 	is_str(code, "X", "error doc with two Codes: the first");
 	is_str(msg, "", "error doc without Message: empty message");
 }

@@ -24,7 +24,7 @@
 #define BOTOCORE_FILE	"sigv4/s3-sigv4-botocore.json"
 #define BOTOCORE_COUNT	38
 #define AWS_SUITE_DIR	"sigv4/aws-sigv4"
-#define AWS_SUITE_COUNT	38
+#define AWS_SUITE_COUNT 38
 
 /*
  * aws-sigv4 cases not run, with the reason.  Every case runs at present,
@@ -32,11 +32,9 @@
  * is only there because C has no empty initialiser.
  */
 static const struct skip {
-	const char	*name;
-	const char	*reason;
-} skips[] = {
-	{ NULL, NULL }
-};
+	const char *name;
+	const char *reason;
+} skips[] = {{NULL, NULL}};
 
 static void
 skip(const char *name, const char *reason)
@@ -48,10 +46,10 @@ skip(const char *name, const char *reason)
 static char *
 slurp(const char *path, size_t *lenp)
 {
-	FILE *f;
+	FILE	  *f;
 	struct buf b;
-	char tmp[4096];
-	size_t n;
+	char	   tmp[4096];
+	size_t	   n;
 
 	if ((f = fopen(path, "rb")) == NULL)
 		return NULL;
@@ -74,7 +72,7 @@ static cJSON *
 load_json(const char *path)
 {
 	cJSON *j;
-	char *s;
+	char  *s;
 
 	if ((s = slurp(path, NULL)) == NULL)
 		return NULL;
@@ -105,9 +103,9 @@ parse_time(const char *s)
 	memset(&tm, 0, sizeof(tm));
 	if (s == NULL ||
 	    (sscanf(s, "%4d%2d%2dT%2d%2d%2dZ", &tm.tm_year, &tm.tm_mon,
-	    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 &&
-	    sscanf(s, "%d-%d-%dT%d:%d:%dZ", &tm.tm_year, &tm.tm_mon,
-	    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6))
+		 &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6 &&
+		sscanf(s, "%d-%d-%dT%d:%d:%dZ", &tm.tm_year, &tm.tm_mon,
+		    &tm.tm_mday, &tm.tm_hour, &tm.tm_min, &tm.tm_sec) != 6))
 		return (time_t)-1;
 	tm.tm_year -= 1900;
 	tm.tm_mon -= 1;
@@ -119,16 +117,17 @@ static unsigned char *
 b64_decode(const char *s, size_t *lenp)
 {
 	unsigned char *out;
-	size_t n = strlen(s);
-	int len;
+	size_t	       n = strlen(s);
+	int	       len;
 
 	out = xmalloc(n / 4 * 3 + 1);
 	if (n == 0) {
 		*lenp = 0;
 		return out;
 	}
-	if (n % 4 != 0 || (len = EVP_DecodeBlock(out, (const unsigned char *)s,
-	    (int)n)) < 0) {
+	if (n % 4 != 0 ||
+	    (len = EVP_DecodeBlock(out, (const unsigned char *)s, (int)n)) <
+		0) {
 		free(out);
 		return NULL;
 	}
@@ -159,18 +158,18 @@ static void
 botocore_vector(const cJSON *v, const struct sigv4_creds *creds_in,
     const char *service, time_t when)
 {
-	struct sigv4_creds creds = *creds_in;
+	struct sigv4_creds   creds = *creds_in;
 	struct sigv4_request req;
-	struct sigv4_signed out;
+	struct sigv4_signed  out;
 	struct sigv4_header *hdrs = NULL;
-	const cJSON *rh, *h, *sent;
-	const char *name, *url, *b64, *md5;
+	const cJSON	    *rh, *h, *sent;
+	const char	    *name, *url, *b64, *md5;
 	char *host = NULL, *port = NULL, *path = NULL, *query = NULL, *hostport;
-	char hash[65], md5b[25];
+	char  hash[65], md5b[25];
 	unsigned char *body;
-	size_t bodylen = 0, n = 0;
-	CURLU *u;
-	int rc;
+	size_t	       bodylen = 0, n = 0;
+	CURLU	      *u;
+	int	       rc;
 
 	name = jstr(v, "name");
 	if (name == NULL)
@@ -188,7 +187,7 @@ botocore_vector(const cJSON *v, const struct sigv4_creds *creds_in,
 		/* the port is NULL unless the URL has one */
 		port = url_part(u, CURLUPART_PORT);
 		path = url_part(u, CURLUPART_PATH);
-		query = url_part(u, CURLUPART_QUERY);	/* NULL when none */
+		query = url_part(u, CURLUPART_QUERY); /* NULL when none */
 	}
 	curl_url_cleanup(u);
 	if (host != NULL && port != NULL)
@@ -203,7 +202,8 @@ botocore_vector(const cJSON *v, const struct sigv4_creds *creds_in,
 
 	rh = cJSON_GetObjectItemCaseSensitive(v, "request_headers");
 	hdrs = xcalloc((size_t)cJSON_GetArraySize(rh) + 1, sizeof(*hdrs));
-	cJSON_ArrayForEach(h, rh) {
+	cJSON_ArrayForEach(h, rh)
+	{
 		if (!cJSON_IsString(h))
 			continue;
 		hdrs[n].name = h->string;
@@ -262,8 +262,8 @@ static void
 botocore_vectors(void)
 {
 	struct sigv4_creds creds;
-	cJSON *root, *vecs, *v;
-	time_t when;
+	cJSON		  *root, *vecs, *v;
+	time_t		   when;
 
 	root = load_json(BOTOCORE_FILE);
 	if (!ok(root != NULL, "load %s", BOTOCORE_FILE))
@@ -273,27 +273,27 @@ botocore_vectors(void)
 	creds.secret_access_key = jstr(root, "secret_access_key");
 	when = parse_time(jstr(root, "timestamp"));
 	vecs = cJSON_GetObjectItemCaseSensitive(root, "vectors");
-	is_int(cJSON_GetArraySize(vecs), BOTOCORE_COUNT,
-	    "botocore vector count");
+	is_int(
+	    cJSON_GetArraySize(vecs), BOTOCORE_COUNT, "botocore vector count");
 	cJSON_ArrayForEach(v, vecs)
-		botocore_vector(v, &creds, jstr(root, "service"), when);
+	    botocore_vector(v, &creds, jstr(root, "service"), when);
 	cJSON_Delete(root);
 }
 
 /* ---- aws-c-auth generic suite ----------------------------------------- */
 
 struct parsed_request {
-	char			*method;
-	char			*path;
-	char			*query;		/* NULL when none */
-	char			*host;
-	struct sigv4_header	*headers;
-	char			**names;	/* owned copies */
-	char			**values;
-	size_t			 nheaders;
-	const char		*body;
-	size_t			 bodylen;
-	char			*text;
+	char		    *method;
+	char		    *path;
+	char		    *query; /* NULL when none */
+	char		    *host;
+	struct sigv4_header *headers;
+	char		   **names; /* owned copies */
+	char		   **values;
+	size_t		     nheaders;
+	const char	    *body;
+	size_t		     bodylen;
+	char		    *text;
 };
 
 static void
@@ -324,7 +324,7 @@ parsed_request_free(struct parsed_request *r)
 static int
 parse_request(const char *file, struct parsed_request *r)
 {
-	char *line, *next, *sp, *rsp, *q, *colon, *t, *end;
+	char  *line, *next, *sp, *rsp, *q, *colon, *t, *end;
 	size_t len, n = 0, max = 1;
 
 	memset(r, 0, sizeof(*r));
@@ -414,15 +414,15 @@ static void
 aws_case(const char *dir)
 {
 	struct parsed_request pr;
-	struct sigv4_request req;
-	struct sigv4_creds creds;
-	struct sigv4_signed out;
-	cJSON *ctx;
-	const cJSON *cj;
-	char *p, *want_creq, *want_sts, *want_sig, *want_signed, *want_auth;
-	char hash[65];
+	struct sigv4_request  req;
+	struct sigv4_creds    creds;
+	struct sigv4_signed   out;
+	cJSON		     *ctx;
+	const cJSON	     *cj;
+	char  *p, *want_creq, *want_sts, *want_sig, *want_signed, *want_auth;
+	char   hash[65];
 	size_t i, n = 0;
-	int rc;
+	int    rc;
 
 	p = case_file(dir, "context.json");
 	ctx = load_json(p);
@@ -488,8 +488,8 @@ aws_case(const char *dir)
 	want_auth = signed_authorization(want_signed);
 	is_str(out.canonical_request, want_creq,
 	    "aws-sigv4 %s: canonical request", dir);
-	is_str(out.string_to_sign, want_sts, "aws-sigv4 %s: string to sign",
-	    dir);
+	is_str(
+	    out.string_to_sign, want_sts, "aws-sigv4 %s: string to sign", dir);
 	is_str(rc == 0 ? out.signature : NULL, want_sig,
 	    "aws-sigv4 %s: signature", dir);
 	is_str(out.authorization, want_auth,
@@ -509,8 +509,8 @@ static int
 is_case_dir(const struct dirent *d)
 {
 	struct stat st;
-	char *p;
-	int r;
+	char	   *p;
+	int	    r;
 
 	if (d->d_name[0] == '.')
 		return 0;
@@ -523,9 +523,9 @@ is_case_dir(const struct dirent *d)
 static void
 aws_suite(void)
 {
-	struct dirent **ents;
+	struct dirent	 **ents;
 	const struct skip *s;
-	int n, i;
+	int		   n, i;
 
 	n = scandir(AWS_SUITE_DIR, &ents, is_case_dir, alphasort);
 	is_int(n, AWS_SUITE_COUNT, "aws-sigv4 case count");
@@ -546,8 +546,7 @@ aws_suite(void)
 /* ---- own checks ------------------------------------------------------- */
 
 static const struct sigv4_creds test_creds = {
-	"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL
-};
+    "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL};
 
 static const char empty_sha[] =
     "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
@@ -563,7 +562,7 @@ base_request(struct sigv4_request *req)
 	req->payload_sha256_hex = empty_sha;
 	req->region = "us-east-1";
 	req->service = "s3";
-	req->when = 1440938160;		/* 20150830T123600Z */
+	req->when = 1440938160; /* 20150830T123600Z */
 }
 
 /* The canonical request line at index idx (0: method), malloc'd. */
@@ -588,8 +587,8 @@ check_line(const struct sigv4_request *req, int idx, const char *want,
     const char *what)
 {
 	struct sigv4_signed s;
-	char *got;
-	int rc;
+	char		   *got;
+	int		    rc;
 
 	rc = sigv4_sign(req, &test_creds, &s);
 	got = rc == 0 ? creq_line(&s, idx) : NULL;
@@ -602,11 +601,11 @@ static void
 own_checks(void)
 {
 	struct sigv4_request req;
-	struct sigv4_signed s1, s2, s3;
-	struct sigv4_creds other = test_creds;
-	struct sigv4_header hdrs[3];
-	char out[65], md5[25];
-	int rc;
+	struct sigv4_signed  s1, s2, s3;
+	struct sigv4_creds   other = test_creds;
+	struct sigv4_header  hdrs[3];
+	char		     out[65], md5[25];
+	int		     rc;
 
 	sha256_hex("", 0, out);
 	is_str(out, empty_sha, "sha256_hex of \"\"");
@@ -627,7 +626,7 @@ own_checks(void)
 	hdrs[0].value = "bytes=0-9";
 	req.headers = hdrs;
 	req.nheaders = 1;
-	req.when = 1369353600;		/* 20130524T000000Z */
+	req.when = 1369353600; /* 20130524T000000Z */
 	other.access_key_id = "AKIAIOSFODNN7EXAMPLE";
 	other.secret_access_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 	rc = sigv4_sign(&req, &other, &s1);
@@ -694,12 +693,14 @@ own_checks(void)
 	req.nheaders = 1;
 	req.payload_sha256_hex = SIGV4_UNSIGNED_PAYLOAD;
 	rc = sigv4_sign(&req, &test_creds, &s1);
-	ok(rc == 0 && strstr(s1.canonical_request,
-	    "\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n") != NULL &&
-	    strstr(s1.canonical_request, empty_sha) == NULL,
+	ok(rc == 0 &&
+		strstr(s1.canonical_request,
+		    "\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n") != NULL &&
+		strstr(s1.canonical_request, empty_sha) == NULL,
 	    "S3: caller's x-amz-content-sha256 replaced by the payload value");
-	ok(rc == 0 && strcmp(s1.canonical_request + strlen(
-	    s1.canonical_request) - 17, "\nUNSIGNED-PAYLOAD") == 0,
+	ok(rc == 0 &&
+		strcmp(s1.canonical_request + strlen(s1.canonical_request) - 17,
+		    "\nUNSIGNED-PAYLOAD") == 0,
 	    "UNSIGNED-PAYLOAD ends the canonical request");
 	sigv4_signed_free(&s1);
 	req.payload_sha256_hex = "E3B0";
@@ -716,7 +717,7 @@ own_checks(void)
 	    sigv4_sign(&req, &test_creds, &s3) != 0)
 		printf("# cache: sigv4_sign failed\n");
 	ok(s1.authorization != NULL && s2.authorization != NULL &&
-	    strcmp(s1.signature, s2.signature) != 0,
+		strcmp(s1.signature, s2.signature) != 0,
 	    "key cache: another secret gives another signature");
 	is_str(s3.authorization, s1.authorization,
 	    "key cache: switching back gives the first signature");
@@ -725,8 +726,9 @@ own_checks(void)
 	sigv4_signed_free(&s3);
 	req.when += 86400;
 	rc = sigv4_sign(&req, &test_creds, &s1);
-	ok(rc == 0 && strstr(s1.authorization, "/20150831/us-east-1/s3/") !=
-	    NULL && strcmp(s1.amz_date, "20150831T123600Z") == 0,
+	ok(rc == 0 &&
+		strstr(s1.authorization, "/20150831/us-east-1/s3/") != NULL &&
+		strcmp(s1.amz_date, "20150831T123600Z") == 0,
 	    "next day: new scope and x-amz-date");
 	sigv4_signed_free(&s1);
 }

@@ -8,9 +8,9 @@
 static void
 rejects(const char *raw, size_t len, const char *code, const char *what)
 {
-	struct task t;
+	struct task	  t;
 	struct task_error err;
-	int rc = task_parse(raw, len, &t, &err);
+	int		  rc = task_parse(raw, len, &t, &err);
 
 	ok(rc != 0, "rejects %s", what);
 	is_str(err.code, code, "%s: code %s", what, code);
@@ -22,9 +22,10 @@ rejects(const char *raw, size_t len, const char *code, const char *what)
 static void
 test_valid(void)
 {
-	struct task t;
+	struct task	  t;
 	struct task_error err;
-	const char *m = "{\"type\":\"job_cleanup\",\"job_id\":\"42\","
+	const char	 *m =
+	    "{\"type\":\"job_cleanup\",\"job_id\":\"42\","
 	    "\"id\":\"abc\",\"dry_run\":true,\"enqueued_at\":1700000000.5}";
 
 	ok(task_parse(m, strlen(m), &t, &err) == 0, "valid task parses");
@@ -55,9 +56,10 @@ test_valid(void)
 static void
 test_id_reported(void)
 {
-	struct task t;
+	struct task	  t;
 	struct task_error err;
-	const char *m = "{\"type\":\"job_cleanup\",\"id\":\"t-1\",\"dry_run\":1,"
+	const char	 *m =
+	    "{\"type\":\"job_cleanup\",\"id\":\"t-1\",\"dry_run\":1,"
 	    "\"job_id\":\"1\"}";
 
 	ok(task_parse(m, strlen(m), &t, &err) != 0, "bad dry_run rejected");
@@ -79,20 +81,23 @@ test_rejects(void)
 	    "trailing garbage");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\"", "invalid_json",
 	    "truncated");
-	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xff\"}", "invalid_utf8",
-	    "invalid utf-8");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xff\"}",
+	    "invalid_utf8", "invalid utf-8");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xc0\xaf\"}",
 	    "invalid_utf8", "overlong utf-8");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"\xed\xa0\x80\"}",
 	    "invalid_utf8", "surrogate");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"dry_run\":false,"
-	    "\"dry_run\":true}", "duplicate_key", "duplicate key");
+		"\"dry_run\":true}",
+	    "duplicate_key", "duplicate key");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"enqueued_at\":1,"
-	    "\"x\":{\"a\":1,\"a\":2}}", "duplicate_key", "nested duplicate");
+		"\"x\":{\"a\":1,\"a\":2}}",
+	    "duplicate_key", "nested duplicate");
 	REJECTS("{\"type\":\"rm_rf\",\"job_id\":\"1\"}", "unknown_type",
 	    "unknown type");
 	REJECTS("{\"job_id\":\"1\"}", "missing_field", "missing type");
-	REJECTS("{\"type\":\"job_cleanup\"}", "missing_field", "missing job_id");
+	REJECTS(
+	    "{\"type\":\"job_cleanup\"}", "missing_field", "missing job_id");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"dryrun\":true}",
 	    "unknown_field", "misspelt dry_run");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":-1}", "invalid_field",
@@ -107,7 +112,8 @@ test_rejects(void)
 	    "invalid_field", "control char in job_id");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":null}", "invalid_field",
 	    "null job_id");
-	REJECTS("{\"type\":7,\"job_id\":\"1\"}", "invalid_field", "numeric type");
+	REJECTS(
+	    "{\"type\":7,\"job_id\":\"1\"}", "invalid_field", "numeric type");
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"id\":\"\"}",
 	    "invalid_field", "empty id");
 	REJECTS("{\"type\":\"retention_sweep\",\"retention_days\":-1}",

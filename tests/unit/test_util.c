@@ -9,8 +9,8 @@ int
 main(void)
 {
 	struct buf b;
-	char t[40], u1[37], u2[37];
-	char *s;
+	char	   t[40], u1[37], u2[37];
+	char	  *s;
 
 	ok(utf8_valid("abc", 3), "ascii");
 	ok(utf8_valid("\xf0\x9f\x8e\xac", 4), "4-byte emoji");
