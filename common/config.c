@@ -538,6 +538,20 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 	}
 	if ((need & CONFIG_NEED_STORAGE) && config_storage(c, err, errlen) != 0)
 		goto fail;
+	c->max_delete_ratio = 0.5;
+	if ((v = env2("CLIPSWEEP_MAX_DELETE_RATIO", NULL)) != NULL) {
+		char *end;
+		errno = 0;
+		c->max_delete_ratio = strtod(v, &end);
+		if (errno != 0 || *end != '\0' || end == v ||
+		    !(c->max_delete_ratio >= 0.0 &&
+			c->max_delete_ratio <= 1.0)) {
+			seterr(err, errlen,
+			    "CLIPSWEEP_MAX_DELETE_RATIO must be "
+			    "a number from 0 to 1, like 0.5");
+			goto fail;
+		}
+	}
 	v = env2("CLIPSWEEP_NAMESPACE", NULL);
 	c->namespace = xstrdup(v ? v : "clipsweep");
 	v = env2("CLIPSWEEP_WORKER_ID", NULL);

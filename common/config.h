@@ -42,9 +42,10 @@ struct config {
 	char		  *secret_access_key;
 	char		  *session_token;
 	char *namespace;
-	char *worker_id;
-	char *jobs_table;  /* quoted identifier */
-	char *clips_table; /* quoted identifier */
+	char  *worker_id;
+	char  *jobs_table;	 /* quoted identifier */
+	char  *clips_table;	 /* quoted identifier */
+	double max_delete_ratio; /* sweep guard, 0 to 1 */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */

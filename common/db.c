@@ -18,14 +18,23 @@
  * effects.  A query not yet sent stays queued while connections are made
  * again with capped exponential backoff, but for connect_ms at most.
  *
- * Callbacks run only from the loop, never inside db_query(), and may call
- * db_query() or db_free(); deliver() is the one place they are called.
+ * Callbacks run only from the loop, never inside db_query() or a
+ * db_cursor_*() call, and may call any of them or db_free(); deliver() is
+ * the one place they are called.
+ *
+ * A cursor is a chain of statements on one connection it holds: BEGIN
+ * (with SET LOCAL), DECLARE, then a FETCH each time the consumer asks.
+ * Its BEGIN waits in the queue like any query; the statements after it
+ * are "pinned": they run on the held connection or fail, never elsewhere.
+ * When the cursor is closed or fails, a ROLLBACK ends its transaction
+ * before the connection rejoins the pool ("releasing").
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
 
 #include <netinet/in.h>
 
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -46,6 +55,9 @@
 #define DB_BACKOFF_MAX_MS     5000
 #define DB_DEFAULT_PORT	      5432
 #define DB_APP_NAME	      "clipsweep"
+#define DB_CURSOR_NAME	      "clipsweep_cursor" /* one per connection */
+/* The server's statement_timeout for cursors: ours, and then a grace. */
+#define DB_SERVER_GRACE_MS 1000
 
 enum db_conn_state {
 	DC_CLOSED,     /* no connection */
@@ -63,6 +75,10 @@ struct db_query {
 	db_cb  *cb;
 	void   *arg;
 	int64_t queued_us;
+	int	simple; /* several statements, no parameters: PQsendQuery() */
+	int	opens;	/* a cursor's BEGIN: takes the connection it runs on */
+	int	pinned; /* runs on the connection it was made for, or fails */
+	struct db_cursor *cursor; /* whose statement this is */
 };
 
 TAILQ_HEAD(db_query_list, db_query);
@@ -87,11 +103,29 @@ struct db_conn {
 	int64_t		   started_us; /* of this connection attempt */
 	struct db_lookup  *lookups;    /* nhosts, if db->lookup */
 	int		   lookups_left;
-	int		   starting; /* inside conn_start() */
-	int		   flushing; /* PQflush() returned 1 */
-	struct db_query	  *q;	     /* sent and not yet answered */
-	PGresult	  *last;     /* latest result for q */
+	int		   starting;  /* inside conn_start() */
+	int		   flushing;  /* PQflush() returned 1 */
+	struct db_query	  *q;	      /* sent and not yet answered */
+	PGresult	  *last;      /* latest result for q */
+	struct db_cursor  *cur;	      /* holds this connection */
+	int		   releasing; /* ROLLBACK due before it rejoins */
 };
+
+struct db_cursor {
+	TAILQ_ENTRY(db_cursor) entry;
+	struct db	*db;	  /* NULL after db_free() */
+	struct db_conn	*conn;	  /* held, from its BEGIN being sent */
+	struct db_query *declare; /* sent once BEGIN is done */
+	struct db_query *next;	  /* to be sent from the loop */
+	struct event	 step;	  /* sends next */
+	int		 opened;  /* DECLARE done */
+	int		 dead;
+	struct db_error	 error; /* why it is dead */
+	db_cursor_cb	*cb;	/* of the operation under way */
+	void		*cbarg;
+};
+
+TAILQ_HEAD(db_cursor_list, db_cursor);
 
 struct db {
 	struct event_base *base;
@@ -107,13 +141,14 @@ struct db {
 	int		   nports;
 	char		  *port_spec; /* port list as given */
 
-	struct db_conn	    *conns;
-	int		     nconns;
-	struct db_query_list queue; /* not yet sent, oldest first */
-	int		     nqueued;
-	struct event	     kick;   /* run db_dispatch() */
-	struct event	     retry;  /* end of the backoff delay */
-	struct event	     expiry; /* oldest query's deadline */
+	struct db_conn	     *conns;
+	int		      nconns;
+	struct db_query_list  queue; /* not yet sent, oldest first */
+	int		      nqueued;
+	struct event	      kick;    /* run db_dispatch() */
+	struct event	      retry;   /* end of the backoff delay */
+	struct event	      expiry;  /* oldest query's deadline */
+	struct db_cursor_list cursors; /* not yet closed */
 
 	int	connect_ms;
 	int	query_ms;
@@ -139,6 +174,7 @@ static void conn_timer_cb(evutil_socket_t, short, void *);
 static void conn_close(struct db_conn *);
 static void conn_connect_failed(struct db_conn *, const char *);
 static int  conn_lost(struct db_conn *, const char *);
+static void cursor_kill(struct db_cursor *, const struct db_error *);
 
 /*
  * libpq messages span lines ("...failed: Connection refused\n\tIs the
@@ -399,6 +435,7 @@ db_new(struct event_base *base, struct evdns_base *dns, const char *conninfo,
 	db->connect_ms = DB_CONNECT_TIMEOUT_MS;
 	db->query_ms = DB_QUERY_TIMEOUT_MS;
 	TAILQ_INIT(&db->queue);
+	TAILQ_INIT(&db->cursors);
 	event_assign(&db->kick, base, -1, 0, db_kick_cb, db);
 	event_assign(&db->retry, base, -1, 0, db_kick_cb, db);
 	event_assign(&db->expiry, base, -1, 0, db_expiry_cb, db);
@@ -499,6 +536,8 @@ deliver(struct db *db, struct db_query *q, const PGresult *res,
 	return db->closing ? -1 : 0;
 }
 
+static void cursor_orphan(struct db_cursor *, const struct db_error *);
+
 void
 db_free(struct db *db)
 {
@@ -524,6 +563,8 @@ db_free(struct db *db)
 		db->nqueued--;
 		(void)deliver(db, q, NULL, &err);
 	}
+	while (!TAILQ_EMPTY(&db->cursors))
+		cursor_orphan(TAILQ_FIRST(&db->cursors), &err);
 	db->depth--;
 	if (db->depth > 0)
 		db->free_pending = 1;
@@ -531,20 +572,16 @@ db_free(struct db *db)
 		db_destroy(db);
 }
 
-int
-db_query(struct db *db, const char *sql, int nparams, const char *const *params,
-    db_cb *cb, void *arg)
+/* Takes sql, which must come from malloc(); copies the parameters. */
+static struct db_query *
+query_new(
+    char *sql, int nparams, const char *const *params, db_cb *cb, void *arg)
 {
 	struct db_query *q;
 	int		 i;
 
-	if (db == NULL || db->closing)
-		return -1;
-	if (sql == NULL || cb == NULL || nparams < 0 ||
-	    (nparams > 0 && params == NULL))
-		fatal("db_query: invalid arguments");
 	q = xcalloc(1, sizeof(*q));
-	q->sql = xstrdup(sql);
+	q->sql = sql;
 	q->nparams = nparams;
 	if (nparams > 0)
 		q->params = xcalloc((size_t)nparams, sizeof(*q->params));
@@ -553,10 +590,28 @@ db_query(struct db *db, const char *sql, int nparams, const char *const *params,
 			q->params[i] = xstrdup(params[i]);
 	q->cb = cb;
 	q->arg = arg;
+	return q;
+}
+
+static void
+db_enqueue(struct db *db, struct db_query *q)
+{
 	q->queued_us = mono_us();
 	TAILQ_INSERT_TAIL(&db->queue, q, entry);
 	db->nqueued++;
 	db_kick(db);
+}
+
+int
+db_query(struct db *db, const char *sql, int nparams, const char *const *params,
+    db_cb *cb, void *arg)
+{
+	if (db == NULL || db->closing)
+		return -1;
+	if (sql == NULL || cb == NULL || nparams < 0 ||
+	    (nparams > 0 && params == NULL))
+		fatal("db_query: invalid arguments");
+	db_enqueue(db, query_new(xstrdup(sql), nparams, params, cb, arg));
 	return 0;
 }
 
@@ -581,12 +636,39 @@ db_value(const struct db_result *r, int row, int col)
 	return PQgetvalue(r->res, row, col);
 }
 
-/* Why no query could be sent within connect_ms. */
+/* Connections held by cursors, or being given back by them. */
+static int
+db_held(const struct db *db)
+{
+	int i, n = 0;
+
+	for (i = 0; i < db->nconns; i++)
+		if (db->conns[i].cur != NULL || db->conns[i].releasing)
+			n++;
+	return n;
+}
+
+/* One connection is always kept for queries. */
+static int
+db_can_hold(const struct db *db)
+{
+	return db_held(db) < db->nconns - 1;
+}
+
+/* Why q could not be sent within connect_ms. */
 static void
-db_wait_error(struct db *db, struct db_error *err)
+db_wait_error(struct db *db, const struct db_query *q, struct db_error *err)
 {
 	const char *why = "no connection attempt finished";
 	int	    i, connected = 0;
+
+	if (q->opens && !db_can_hold(db)) {
+		err_set(err, DB_ERR_UNAVAILABLE, NULL,
+		    "no database connection for a cursor within %d ms: "
+		    "%d of %d are held by cursors and one is kept for queries",
+		    db->connect_ms, db_held(db), db->nconns);
+		return;
+	}
 
 	for (i = 0; i < db->nconns; i++) {
 		switch (db->conns[i].state) {
@@ -643,7 +725,7 @@ db_expiry_cb(evutil_socket_t fd, short what, void *arg)
 	    q->queued_us + (int64_t)db->connect_ms * 1000 <= now) {
 		TAILQ_REMOVE(&db->queue, q, entry);
 		db->nqueued--;
-		db_wait_error(db, &err);
+		db_wait_error(db, q, &err);
 		if (deliver(db, q, NULL, &err) == -1)
 			return;
 	}
@@ -677,6 +759,14 @@ conn_watch(struct db_conn *c, short what, int renew)
 }
 
 static void
+conn_unhold(struct db_conn *c)
+{
+	if (c->cur != NULL)
+		c->cur->conn = NULL;
+	c->cur = NULL;
+}
+
+static void
 conn_close(struct db_conn *c)
 {
 	int i;
@@ -700,6 +790,8 @@ conn_close(struct db_conn *c)
 	c->flushing = 0;
 	c->lookups_left = 0;
 	c->state = DC_CLOSED;
+	conn_unhold(c);
+	c->releasing = 0;
 }
 
 static void
@@ -980,10 +1072,11 @@ conn_error_text(struct db_conn *c)
 static int
 conn_lost(struct db_conn *c, const char *why)
 {
-	struct db	*db = c->db;
-	struct db_query *q = c->q;
-	struct db_error	 err;
-	char		 msg[256];
+	struct db	 *db = c->db;
+	struct db_query	 *q = c->q;
+	struct db_cursor *cur = c->cur;
+	struct db_error	  err;
+	char		  msg[256];
 
 	text_clean(msg, sizeof(msg), why != NULL ? why : conn_error_text(c));
 	c->q = NULL;
@@ -992,11 +1085,13 @@ conn_lost(struct db_conn *c, const char *why)
 	    "query_in_flight", q != NULL ? "yes" : "no", NULL);
 	conn_close(c);
 	db_kick(db);
-	if (q != NULL) {
-		err_set(&err, DB_ERR_UNAVAILABLE, NULL,
-		    "database connection lost: %s", msg);
+	err_set(&err, DB_ERR_UNAVAILABLE, NULL, "database connection lost: %s",
+	    msg);
+	/* A cursor between fetches learns it at its next one. */
+	if (q != NULL)
 		(void)deliver(db, q, NULL, &err);
-	}
+	else if (cur != NULL)
+		cursor_kill(cur, &err);
 	return -1;
 }
 
@@ -1032,13 +1127,19 @@ conn_send(struct db_conn *c, struct db_query *q)
 	struct db_error err;
 
 	if (PQstatus(c->pg) != CONNECTION_OK) {
-		/* Not sent: it keeps its place. */
-		TAILQ_INSERT_HEAD(&db->queue, q, entry);
-		db->nqueued++;
+		if (q->pinned)
+			c->q = q; /* it has nowhere else to go: it fails */
+		else {
+			/* Not sent: it keeps its place. */
+			conn_unhold(c);
+			TAILQ_INSERT_HEAD(&db->queue, q, entry);
+			db->nqueued++;
+		}
 		return conn_lost(c, NULL);
 	}
-	if (!PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
-		(const char *const *)q->params, NULL, NULL, 0)) {
+	if (!(q->simple ? PQsendQuery(c->pg, q->sql)
+			: PQsendQueryParams(c->pg, q->sql, q->nparams, NULL,
+			      (const char *const *)q->params, NULL, NULL, 0))) {
 		c->q = q;
 		if (PQstatus(c->pg) == CONNECTION_BAD)
 			return conn_lost(c, NULL);
@@ -1107,8 +1208,11 @@ conn_complete(struct db_conn *c)
 	} else
 		rc = deliver(db, q, r, NULL);
 	PQclear(r);
-	/* Answered, but libpq may have seen the socket close meanwhile. */
-	if (rc == 0 && PQstatus(c->pg) != CONNECTION_OK)
+	/*
+	 * Answered, but libpq may have seen the socket close meanwhile (or
+	 * the callback closed c).
+	 */
+	if (rc == 0 && c->pg != NULL && PQstatus(c->pg) != CONNECTION_OK)
 		(void)conn_lost(c, NULL);
 }
 
@@ -1251,13 +1355,37 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/*
+ * Queued queries that a connection could take now, up to max: a cursor's
+ * BEGIN counts only while one more connection may be held.
+ */
+static int
+db_runnable(const struct db *db, int max)
+{
+	const struct db_query *q;
+	int		       n = 0, holdable = db->nconns - 1 - db_held(db);
+
+	TAILQ_FOREACH(q, &db->queue, entry)
+	{
+		if (n >= max)
+			break;
+		if (!q->opens)
+			n++;
+		else if (holdable > 0) {
+			holdable--;
+			n++;
+		}
+	}
+	return n;
+}
+
 /* Start as many connections as queued queries can use, unless backing off. */
 static void
 db_connect_more(struct db *db)
 {
 	struct db_conn *c;
 	int64_t		now;
-	int		i, want = db->nqueued;
+	int		i, want = db_runnable(db, db->nconns);
 
 	for (i = 0; i < db->nconns; i++)
 		if (db->conns[i].state == DC_RESOLVING ||
@@ -1276,7 +1404,52 @@ db_connect_more(struct db *db)
 	}
 }
 
-/* Hand queued queries to idle connections, oldest first. */
+/*
+ * The oldest query that may run now; a cursor's BEGIN waits while taking
+ * a connection would leave none for queries.
+ */
+static struct db_query *
+db_next_query(struct db *db)
+{
+	struct db_query *q;
+	int		 can_hold = db_can_hold(db);
+
+	TAILQ_FOREACH(q, &db->queue, entry)
+	{
+		if (q->opens && !can_hold)
+			continue;
+		TAILQ_REMOVE(&db->queue, q, entry);
+		db->nqueued--;
+		return q;
+	}
+	return NULL;
+}
+
+static void conn_released(
+    void *, const struct db_result *, const struct db_error *);
+
+/* End the transaction a cursor left on c. */
+static struct db_query *
+conn_rollback_query(struct db_conn *c)
+{
+	struct db_query *q;
+
+	q = query_new(xstrdup("ROLLBACK"), 0, NULL, conn_released, c);
+	q->pinned = 1;
+	return q;
+}
+
+static void
+conn_hold(struct db_conn *c, struct db_cursor *cur)
+{
+	c->cur = cur;
+	cur->conn = c;
+}
+
+/*
+ * Hand queued queries to idle connections, oldest first, and ROLLBACK
+ * connections that cursors gave back.
+ */
 static void
 db_dispatch(struct db *db)
 {
@@ -1288,15 +1461,268 @@ db_dispatch(struct db *db)
 		return;
 	for (i = 0; i < db->nconns; i++) {
 		c = &db->conns[i];
-		if (c->state != DC_IDLE ||
-		    (q = TAILQ_FIRST(&db->queue)) == NULL)
+		if (c->state != DC_IDLE || c->cur != NULL)
 			continue;
-		TAILQ_REMOVE(&db->queue, q, entry);
-		db->nqueued--;
+		if (c->releasing)
+			q = conn_rollback_query(c);
+		else if ((q = db_next_query(db)) == NULL)
+			continue;
+		else if (q->opens)
+			conn_hold(c, q->cursor);
 		/* On -1 a kick is pending, if db is still there. */
 		if (conn_send(c, q) == -1)
 			return;
 	}
 	db_connect_more(db);
 	db_arm_expiry(db);
+}
+
+/*
+ * Called with the ROLLBACK's answer: c rejoins the pool, unless that left
+ * it in doubt.
+ */
+static void
+conn_released(
+    void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct db_conn *c = arg;
+
+	c->releasing = 0;
+	if (c->pg != NULL &&
+	    (err != NULL || PQtransactionStatus(c->pg) != PQTRANS_IDLE)) {
+		logkv(LOG_WARN,
+		    "database connection closed: a cursor's transaction "
+		    "did not end",
+		    "error",
+		    err != NULL ? err->message : "still in a transaction",
+		    NULL);
+		conn_close(c);
+	}
+	db_kick(c->db);
+}
+
+/* A cursor is done with c: it rejoins the pool after a ROLLBACK. */
+static void
+conn_release(struct db_conn *c)
+{
+	conn_unhold(c);
+	c->releasing = 1;
+	db_kick(c->db);
+}
+
+/* The first error stays; a live connection goes back to the pool. */
+static void
+cursor_kill(struct db_cursor *cur, const struct db_error *err)
+{
+	if (!cur->dead) {
+		cur->dead = 1;
+		cur->error = *err;
+	}
+	if (cur->conn != NULL)
+		conn_release(cur->conn);
+}
+
+/* Statements are sent from the loop, never inside a db_cursor_*() call. */
+static void
+cursor_send_later(struct db_cursor *cur, struct db_query *q)
+{
+	cur->next = q;
+	event_active(&cur->step, EV_TIMEOUT, 1);
+}
+
+static void
+cursor_step(evutil_socket_t fd, short what, void *arg)
+{
+	struct db_cursor *cur = arg;
+	struct db_query	 *q = cur->next;
+	struct db_error	  err;
+
+	if (q == NULL)
+		return;
+	cur->next = NULL;
+	if (!cur->dead && cur->conn == NULL) {
+		err_set(
+		    &err, DB_ERR_UNAVAILABLE, NULL, "database connection lost");
+		cursor_kill(cur, &err);
+	}
+	if (cur->dead) {
+		/* A copy: the callback may close cur. */
+		err = cur->error;
+		(void)deliver(cur->db, q, NULL, &err);
+		return;
+	}
+	(void)conn_send(cur->conn, q);
+}
+
+/*
+ * Every statement of a cursor ends here.  The callback comes last: it may
+ * close cur.
+ */
+static void
+cursor_done(void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct db_cursor *cur = arg;
+	db_cursor_cb	 *cb = cur->cb;
+	void		 *cbarg = cur->cbarg;
+
+	if (err == NULL && cur->declare != NULL) {
+		/* BEGIN is done. */
+		cursor_send_later(cur, cur->declare);
+		cur->declare = NULL;
+		return;
+	}
+	if (err != NULL)
+		cursor_kill(cur, err);
+	else if (!cur->opened) {
+		cur->opened = 1;
+		res = NULL;
+	}
+	cur->cb = NULL;
+	cur->cbarg = NULL;
+	cb(cbarg, cur, err == NULL ? res : NULL, err);
+}
+
+static struct db_query *
+cursor_statement(
+    struct db_cursor *cur, char *sql, int nparams, const char *const *params)
+{
+	struct db_query *q;
+
+	q = query_new(sql, nparams, params, cursor_done, cur);
+	q->cursor = cur;
+	q->pinned = 1;
+	return q;
+}
+
+struct db_cursor *
+db_cursor_open(struct db *db, const char *sql, int nparams,
+    const char *const *params, db_cursor_cb *cb, void *arg)
+{
+	struct db_cursor *cur;
+	struct db_query	 *q;
+	long long	  timeout_ms;
+
+	if (db == NULL || db->closing || db->nconns < 2)
+		return NULL;
+	if (sql == NULL || cb == NULL || nparams < 0 ||
+	    (nparams > 0 && params == NULL))
+		fatal("db_cursor_open: invalid arguments");
+	cur = xcalloc(1, sizeof(*cur));
+	cur->db = db;
+	cur->cb = cb;
+	cur->cbarg = arg;
+	event_assign(&cur->step, db->base, -1, 0, cursor_step, cur);
+	cur->declare = cursor_statement(cur,
+	    xasprintf(
+		"DECLARE " DB_CURSOR_NAME " NO SCROLL CURSOR FOR %s", sql),
+	    nparams, params);
+
+	timeout_ms = (long long)db->query_ms + DB_SERVER_GRACE_MS;
+	if (timeout_ms > INT_MAX)
+		timeout_ms = INT_MAX;
+	q = cursor_statement(cur,
+	    xasprintf("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; "
+		      "SET LOCAL statement_timeout = %lld",
+		timeout_ms),
+	    0, NULL);
+	q->pinned = 0;
+	q->opens = 1;
+	q->simple = 1;
+	TAILQ_INSERT_TAIL(&db->cursors, cur, entry);
+	db_enqueue(db, q);
+	return cur;
+}
+
+int
+db_cursor_fetch(struct db_cursor *cur, int n, db_cursor_cb *cb, void *arg)
+{
+	if (cur->db == NULL || cur->db->closing)
+		return -1;
+	if (n < 1 || cb == NULL)
+		fatal("db_cursor_fetch: invalid arguments");
+	if (cur->cb != NULL)
+		fatal("db_cursor_fetch: the previous operation is not done");
+	cur->cb = cb;
+	cur->cbarg = arg;
+	cursor_send_later(cur,
+	    cursor_statement(cur,
+		xasprintf("FETCH FORWARD %d FROM " DB_CURSOR_NAME, n), 0,
+		NULL));
+	return 0;
+}
+
+/* db_free(): the pending operation fails; the caller still closes cur. */
+static void
+cursor_orphan(struct db_cursor *cur, const struct db_error *err)
+{
+	struct db	*db = cur->db;
+	struct db_query *q = cur->next;
+
+	TAILQ_REMOVE(&db->cursors, cur, entry);
+	cur->db = NULL;
+	cur->next = NULL;
+	event_del(&cur->step);
+	cursor_kill(cur, err);
+	if (q != NULL)
+		(void)deliver(db, q, NULL, err);
+}
+
+/* A BEGIN still waiting for a connection. */
+static void
+cursor_unqueue(struct db *db, struct db_cursor *cur)
+{
+	struct db_query *q, *next;
+
+	for (q = TAILQ_FIRST(&db->queue); q != NULL; q = next) {
+		next = TAILQ_NEXT(q, entry);
+		if (q->cursor != cur)
+			continue;
+		TAILQ_REMOVE(&db->queue, q, entry);
+		db->nqueued--;
+		query_free(q);
+	}
+}
+
+/*
+ * A statement under way is not waited for: its connection is closed, and
+ * the backend stops when it next writes, or at statement_timeout.
+ */
+static void
+cursor_return_conn(struct db_cursor *cur)
+{
+	struct db_conn	*c = cur->conn;
+	struct db_query *q = c->q;
+
+	if (q == NULL) {
+		conn_release(c);
+		return;
+	}
+	c->q = NULL;
+	logkv(LOG_DEBUG,
+	    "database cursor closed during a statement, closing its connection",
+	    NULL);
+	conn_close(c);
+	query_free(q);
+	db_kick(c->db);
+}
+
+void
+db_cursor_close(struct db_cursor *cur)
+{
+	struct db *db;
+
+	if (cur == NULL)
+		return;
+	event_del(&cur->step);
+	if ((db = cur->db) != NULL) {
+		TAILQ_REMOVE(&db->cursors, cur, entry);
+		cursor_unqueue(db, cur);
+		if (cur->conn != NULL)
+			cursor_return_conn(cur);
+	}
+	if (cur->next != NULL)
+		query_free(cur->next);
+	if (cur->declare != NULL)
+		query_free(cur->declare);
+	free(cur);
 }

@@ -38,10 +38,11 @@ typedef void db_cb(
 struct db *db_new(struct event_base *, struct evdns_base *,
     const char *conninfo, int pool_size);
 /*
- * Fails every query not yet answered with DB_ERR_UNAVAILABLE ("shutting
- * down"), then releases everything.  Safe inside a db callback (the memory
- * goes when that callback returns); db_query() from a callback it runs
- * returns -1.
+ * Fails every query and cursor operation not yet answered with
+ * DB_ERR_UNAVAILABLE ("shutting down"), then releases everything but the
+ * cursors, which stay dead until the caller closes them.  Safe inside a
+ * db callback (the memory goes when that callback returns); db_query()
+ * and db_cursor_fetch() from a callback it runs return -1.
  */
 void db_free(struct db *);
 
@@ -57,6 +58,70 @@ void db_set_timeouts(struct db *, int connect_ms, int query_ms);
 /* Parameters are text and are copied.  Returns 0, or -1 if db is closing. */
 int db_query(struct db *, const char *sql, int nparams,
     const char *const *params, db_cb *, void *arg) MUST_CHECK;
+
+/*
+ * Cursors stream a large result in batches, with memory bounded by the
+ * batch size and the pace set by the consumer: nothing is read until it
+ * asks for the next batch.
+ *
+ * A cursor holds one pool connection for its whole life, in a transaction
+ * ISOLATION LEVEL REPEATABLE READ READ ONLY, so that every batch comes
+ * from one snapshot.  The other queries share the remaining connections:
+ * at most pool_size - 1 cursors are open at once, and a pool of 1 allows
+ * none.  An open beyond that waits, as queries do, for connect_ms at most.
+ *
+ * Holding a snapshot holds back VACUUM on the whole server, and a
+ * server's idle_in_transaction_session_timeout ends a cursor whose
+ * consumer pauses longer than it: keep cursors short.
+ */
+struct db_cursor;
+
+/*
+ * Called once per operation: after db_cursor_open() with res and err NULL
+ * when the cursor is ready; after db_cursor_fetch() with res holding up to
+ * n rows, 0 rows meaning the end, or with err.  res and err are valid only
+ * during the callback; copy what you keep.  After an error the cursor is
+ * dead, and every later fetch fails with the same error: the result is
+ * incomplete and must not be acted on.  db_cursor_fetch() and
+ * db_cursor_close() may be called from the callback.
+ */
+typedef void db_cursor_cb(void *arg, struct db_cursor *,
+    const struct db_result *res, const struct db_error *err);
+
+/*
+ * Declares a NO SCROLL cursor for sql (one SELECT; parameters are text,
+ * copied, and bound in the DECLARE) on a connection it takes from the
+ * pool, and calls cb once that is done.  The caller owns the cursor and
+ * frees it with db_cursor_close(), also after an error or after db_free().
+ * Returns NULL if db is closing or its pool has a single connection.
+ *
+ * Failures: DB_ERR_UNAVAILABLE when no connection could be had within
+ * connect_ms or the connection died, DB_ERR_QUERY when the server rejected
+ * sql.  query_ms bounds each statement (BEGIN, DECLARE, each FETCH) rather
+ * than the cursor's life; the server is told to give up on a statement
+ * 1 s after we do (SET LOCAL statement_timeout, fixed at open).  The
+ * first FETCH of an ORDER BY does the whole sort: allow for it.
+ */
+struct db_cursor *db_cursor_open(struct db *, const char *sql, int nparams,
+    const char *const *params, db_cursor_cb *cb, void *arg);
+
+/*
+ * Asks for the next n rows (FETCH FORWARD n); cb is called once.  One
+ * operation at a time: fetch only from or after the previous callback.
+ * Returns 0, or -1 if the cursor's db is closing or gone (its pending
+ * operation, if any, was failed with "shutting down").
+ */
+int db_cursor_fetch(
+    struct db_cursor *, int n, db_cursor_cb *cb, void *arg) MUST_CHECK;
+
+/*
+ * Frees the cursor; no callback runs after this, also for an operation
+ * still pending.  An idle connection is given back to the pool after a
+ * ROLLBACK; one with a FETCH still running is closed instead, since its
+ * answer may be long in coming.  Safe inside any db callback.
+ * db_cursor_close(NULL) does nothing.
+ */
+void db_cursor_close(struct db_cursor *);
 
 /* Counters since db_new(), for metrics and tests. */
 struct db_stats {

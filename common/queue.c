@@ -16,6 +16,7 @@ queue_keys_init(struct queue_keys *k, const char *ns, const char *worker_id)
 	k->dead = xasprintf("%s:dead", ns);
 	k->results = xasprintf("%s:results", ns);
 	k->results_log = xasprintf("%s:results:log", ns);
+	k->progress = xasprintf("%s:progress", ns);
 }
 
 void
@@ -28,6 +29,7 @@ queue_keys_free(struct queue_keys *k)
 	free(k->dead);
 	free(k->results);
 	free(k->results_log);
+	free(k->progress);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -49,14 +51,36 @@ struct queue_txn {
 };
 
 static void
-queue_exec_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+queue_ack_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct queue_txn *t = arg;
-	int ok = reply != NULL && redis_reply_type(reply) == REDIS_R_ARRAY;
+	int ok = reply != NULL && redis_reply_type(reply) == REDIS_R_INTEGER;
 
 	t->cb(t->arg, ok);
 	free(t);
 }
+
+/*
+ * The acknowledgement, atomic and safe to repeat: a retry after a lost
+ * reply finds the message gone from the processing list and its result
+ * stored, and does nothing.  Removing the message is what makes the rest
+ * happen, so one of two identical messages in flight is never acked twice.
+ *
+ * KEYS: processing, result key, results channel, results log, dead list.
+ * ARGV: raw message, result ("" for none), dead letter ("" for none),
+ * result TTL, results log length.
+ */
+static const char ack_script[] =
+    "local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) "
+    "if removed == 0 and (ARGV[2] == '' or "
+    "redis.call('EXISTS', KEYS[2]) == 1) then return 0 end "
+    "if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[3]) end "
+    "if ARGV[2] ~= '' then "
+    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
+    "redis.call('PUBLISH', KEYS[3], ARGV[2]) "
+    "redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 'result', "
+    "ARGV[2]) end "
+    "return 1";
 
 int
 queue_finish(struct redis *r, const struct queue_keys *k, const char *id,
@@ -65,39 +89,36 @@ queue_finish(struct redis *r, const struct queue_keys *k, const char *id,
 {
 	struct queue_txn *t;
 	char		  ttl[16];
+	char		 *rkey;
+	const char	 *argv[13];
+	size_t		  lens[13];
+	int		  i, rc;
 
-	if (redis_cmd(r, NULL, NULL, "MULTI", (char *)NULL) != 0)
-		return -1;
-	if (dead != NULL &&
-	    redis_cmd(r, NULL, NULL, "LPUSH", k->dead, dead, (char *)NULL) != 0)
-		return -1;
-	if (result != NULL && id != NULL) {
-		char *key = queue_result_key(k, id);
-		int   rc;
-
-		snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
-		rc = redis_cmd(
-		    r, NULL, NULL, "SET", key, result, "EX", ttl, (char *)NULL);
-		free(key);
-		if (rc != 0 ||
-		    redis_cmd(r, NULL, NULL, "PUBLISH", k->results, result,
-			(char *)NULL) != 0 ||
-		    redis_cmd(r, NULL, NULL, "XADD", k->results_log, "MAXLEN",
-			"~", QUEUE_RESULTS_LOG_MAX, "*", "result", result,
-			(char *)NULL) != 0)
-			return -1;
-	}
-	{
-		const char *argv[4] = {"LREM", k->processing, "1", raw};
-		size_t	    lens[4] = {4, strlen(k->processing), 1, rawlen};
-
-		if (redis_cmd_argv(r, NULL, NULL, 4, argv, lens) != 0)
-			return -1;
-	}
+	if (id == NULL)
+		result = NULL;
+	rkey = queue_result_key(k, id != NULL ? id : "");
+	snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
+	argv[0] = "EVAL";
+	argv[1] = ack_script;
+	argv[2] = "5";
+	argv[3] = k->processing;
+	argv[4] = rkey;
+	argv[5] = k->results;
+	argv[6] = k->results_log;
+	argv[7] = k->dead;
+	argv[8] = raw;
+	argv[9] = result != NULL ? result : "";
+	argv[10] = dead != NULL ? dead : "";
+	argv[11] = ttl;
+	argv[12] = QUEUE_RESULTS_LOG_MAX;
+	for (i = 0; i < 13; i++)
+		lens[i] = i == 8 ? rawlen : strlen(argv[i]);
 	t = xmalloc(sizeof(*t));
 	t->cb = cb;
 	t->arg = arg;
-	if (redis_cmd(r, queue_exec_reply, t, "EXEC", (char *)NULL) != 0) {
+	rc = redis_cmd_argv(r, queue_ack_reply, t, 13, argv, lens);
+	free(rkey);
+	if (rc != 0) {
 		free(t);
 		return -1;
 	}

@@ -19,6 +19,7 @@ struct queue_keys {
 	char *dead;	   /* <ns>:dead */
 	char *results;	   /* <ns>:results (pub/sub channel) */
 	char *results_log; /* <ns>:results:log (stream) */
+	char *progress;	   /* <ns>:progress (pub/sub channel) */
 };
 
 #define QUEUE_RESULT_TTL_S    (7 * 24 * 3600)
@@ -36,7 +37,7 @@ char *queue_result_key(const struct queue_keys *, const char *id);
 typedef void queue_done_cb(void *arg, int ok);
 
 /*
- * Publish a result and acknowledge the message, atomically (MULTI/EXEC):
+ * Publish a result and acknowledge the message, atomically (one script):
  * store it at <ns>:result:<id> for 7 days, PUBLISH it, append it to the
  * results stream, and remove raw from the processing list.  With dead set,
  * the dead letter is pushed in the same transaction; result may then be

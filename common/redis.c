@@ -540,8 +540,10 @@ redis_event_cb(struct bufferevent *bev, short what, void *arg)
 	why[0] = '\0';
 	if (r->tls)
 		redis_tls_error(r, why, sizeof(why));
-	if (why[0] == '\0' && (what & BEV_EVENT_ERROR) && errno != 0)
-		snprintf(why, sizeof(why), "%s", strerror(errno));
+	if (why[0] == '\0' && (what & BEV_EVENT_ERROR) &&
+	    EVUTIL_SOCKET_ERROR() != 0)
+		snprintf(why, sizeof(why), "%s",
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	if (why[0] == '\0')
 		snprintf(why, sizeof(why), "%s",
 		    what & BEV_EVENT_EOF ? "connection closed by the server"

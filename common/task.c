@@ -60,6 +60,7 @@ static int PRINTF_LIKE(3, 4)
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+	utf8_sanitize(err->message);
 	return -1;
 }
 
@@ -278,6 +279,19 @@ parse_envelope(const cJSON *root, struct task *t, struct task_error *err,
 	    type->valuestring);
 }
 
+static int
+has_escaped_nul(const char *raw, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i + 6 <= len; i++)
+		if (raw[i] == '\\' &&
+		    (raw[i + 1] == 'u' || raw[i + 1] == 'U') &&
+		    strncmp(raw + i + 2, "0000", 4) == 0)
+			return 1;
+	return 0;
+}
+
 int
 task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 {
@@ -300,6 +314,13 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 	if (!utf8_valid(raw, len))
 		return reject(
 		    err, "invalid_utf8", "message is not valid UTF-8");
+	/*
+	 * cJSON decodes \u0000 into its C strings, which then end early:
+	 * "job_id":"42\u0000x" would read as 42.  Refuse it outright.
+	 */
+	if (has_escaped_nul(raw, len))
+		return reject(err, "invalid_json",
+		    "message contains an escaped NUL (\\u0000)");
 	root = cJSON_ParseWithLengthOpts(raw, len, &end, 0);
 	if (root == NULL) {
 		size_t at = end != NULL && end >= raw

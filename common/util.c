@@ -236,6 +236,26 @@ utf8_valid(const char *str, size_t len)
 }
 
 void
+utf8_sanitize(char *str)
+{
+	unsigned char *s = (unsigned char *)str;
+	size_t	       i = 0, len = strlen(str), n;
+
+	while (i < len) {
+		if (s[i] < 0x80) {
+			i++;
+			continue;
+		}
+		n = s[i] >= 0xf0 ? 4 : s[i] >= 0xe0 ? 3 : 2;
+		if (i + n <= len && utf8_valid((char *)s + i, n)) {
+			i += n;
+			continue;
+		}
+		s[i++] = '?';
+	}
+}
+
+void
 uuid_v4(char out[37])
 {
 	unsigned char b[16];

@@ -47,6 +47,12 @@ void format_time_ms(int64_t ms, char *out, size_t outlen);
 /* True when s is well-formed UTF-8 (no overlongs, surrogates or > U+10FFFF). */
 int utf8_valid(const char *s, size_t len);
 
+/*
+ * Replace every byte that is not part of a well-formed UTF-8 sequence
+ * with '?', in place: for messages built with %.Ns from user input.
+ */
+void utf8_sanitize(char *);
+
 /* A random RFC 4122 version 4 UUID into out (37 bytes). */
 void uuid_v4(char out[37]);
 

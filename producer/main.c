@@ -18,6 +18,7 @@
 
 static const struct cmd_entry *cmd_table[] = {
     &cmd_job_entry,
+    &cmd_sweep_entry,
     &cmd_watch_entry,
 };
 

@@ -249,26 +249,23 @@ cleanup_heads(struct cleanup *c)
 {
 	int i;
 
-	for (i = 0; i < c->ncand; i++)
-		if (!c->cand[i].referenced)
-			c->heads_pending++;
-	if (c->heads_pending == 0) {
-		cleanup_delete(c);
-		return;
-	}
+	/* One extra hold, so that c outlives the loop whatever happens. */
+	c->heads_pending = 1;
 	for (i = 0; i < c->ncand; i++) {
 		struct candidate *k = &c->cand[i];
 		if (k->referenced)
 			continue;
+		c->heads_pending++;
 		if (s3_head(worker_s3(c->tr->w), k->key, cleanup_head_done,
 			k) != 0) {
 			k->failed = 1;
 			task_run_error(
 			    c->tr, k->key, "storage_error", "cannot send HEAD");
-			if (--c->heads_pending == 0)
-				cleanup_delete(c);
+			c->heads_pending--;
 		}
 	}
+	if (--c->heads_pending == 0)
+		cleanup_delete(c);
 }
 
 /*

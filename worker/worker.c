@@ -44,6 +44,8 @@ struct worker {
 	int		      locked;
 	int		      lock_pending;
 	int		      exiting;
+	int		      teardown; /* worker_free(): callbacks unwind */
+	struct event	     *claim_retry_ev;
 	char		      lock_token[37];
 	char		     *lock_key;
 	struct event	     *lock_ev;
@@ -51,6 +53,7 @@ struct worker {
 };
 
 static void claim_next(struct worker *);
+static void recover(struct worker *);
 static void run_publish(struct task_run *);
 
 struct event_base *
@@ -75,6 +78,17 @@ const struct config *
 worker_config(struct worker *w)
 {
 	return w->cfg;
+}
+
+void
+worker_publish_progress(struct worker *w, const char *json)
+{
+	char *channel = xasprintf("%s:progress", w->cfg->namespace);
+
+	if (redis_cmd(w->cmd, NULL, NULL, "PUBLISH", channel, json,
+		(char *)NULL) != 0)
+		log_debug("progress not published: Redis is down");
+	free(channel);
 }
 
 const struct task_kind *
@@ -147,6 +161,7 @@ task_run_error(struct task_run *tr, const char *key, const char *code,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	utf8_sanitize(msg);
 	if (key != NULL)
 		cJSON_AddStringToObject(e, "key", key);
 	cJSON_AddStringToObject(e, "code", code);
@@ -212,6 +227,8 @@ run_published(void *arg, int ok)
 	struct worker	*w = tr->w;
 	struct timeval	 tv = {0, PUBLISH_RETRY_MS * 1000};
 
+	if (w->teardown)
+		return; /* worker_free() frees the runs */
 	if (!ok) {
 		if (tr->publish_tries++ == 0)
 			logkv(LOG_WARN,
@@ -240,6 +257,8 @@ run_publish(struct task_run *tr)
 {
 	struct worker *w = tr->w;
 
+	if (w->teardown)
+		return;
 	if (queue_finish(w->cmd, &w->keys, tr->task.id[0] ? tr->task.id : NULL,
 		tr->final, tr->dead, tr->raw, tr->rawlen, run_published,
 		tr) != 0)
@@ -252,6 +271,8 @@ task_run_finish(struct task_run *tr, const char *status)
 	int64_t end = now_ms();
 	char	dur[32];
 
+	if (tr->w->teardown)
+		return;
 	tr->final = result_text(tr, status, end);
 	snprintf(dur, sizeof(dur), "%lld",
 	    (long long)((mono_us() - tr->started_us) / 1000));
@@ -336,8 +357,17 @@ claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	size_t	       n = w->opt.nqueues;
 
 	w->claiming = 0;
-	if (reply == NULL)
+	if (w->teardown)
+		return;
+	if (reply == NULL) {
+		/*
+		 * The move may have happened with its reply lost: look at our
+		 * processing list again before claiming anything new.
+		 */
+		w->recovered = 0;
+		maybe_exit(w);
 		return; /* the state callback resumes claiming */
+	}
 	switch (redis_reply_type(reply)) {
 	case REDIS_R_STRING: {
 		size_t	    len;
@@ -350,13 +380,28 @@ claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	case REDIS_R_NIL:
 		w->claim_tried++;
 		break;
-	default:
-		logkv(LOG_ERROR, "claim failed", "error",
-		    redis_reply_str(reply, NULL), (char *)NULL);
+	default: {
+		/* LOADING, READONLY during a failover...: wait and retry. */
+		struct timeval tv = {1, 0};
+		logkv(LOG_WARN, "claim refused by Redis; retrying in 1 s",
+		    "error", redis_reply_str(reply, NULL), (char *)NULL);
 		w->claim_tried = 0;
-		w->stopping = 1;
-		break;
+		w->claiming = 1;
+		evtimer_add(w->claim_retry_ev, &tv);
+		maybe_exit(w);
+		return;
 	}
+	}
+	claim_next(w);
+	maybe_exit(w);
+}
+
+static void
+claim_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	w->claiming = 0;
 	claim_next(w);
 	maybe_exit(w);
 }
@@ -368,9 +413,14 @@ claim_next(struct worker *w)
 	const char *src;
 	int	    rc;
 
-	if (w->claiming || w->stopping || !w->recovered || !w->locked ||
-	    w->inflight >= w->opt.concurrency || !redis_is_ready(w->claim))
+	if (w->claiming || w->stopping || w->teardown || !w->locked ||
+	    w->inflight >= w->opt.concurrency || !redis_is_ready(w->claim) ||
+	    !redis_is_ready(w->cmd))
 		return;
+	if (!w->recovered) {
+		recover(w);
+		return;
+	}
 	if (w->claim_tried >= n) {
 		w->claim_tried = 0;
 		if (w->opt.drain) {
@@ -398,6 +448,29 @@ claim_next(struct worker *w)
 }
 
 /*
+ * A processing-list entry is ours already when as many running tasks hold
+ * the same bytes as there are copies of it up to this one in the list.
+ */
+static int
+already_running(struct worker *w, const struct redis_reply *list, size_t at,
+    const char *raw, size_t len)
+{
+	struct task_run *tr;
+	size_t		 copies = 0, running = 0, i;
+
+	for (i = at; i < redis_reply_len(list); i++) {
+		size_t	    l;
+		const char *s = redis_reply_str(redis_reply_elem(list, i), &l);
+		if (s != NULL && l == len && memcmp(s, raw, len) == 0)
+			copies++;
+	}
+	TAILQ_FOREACH(tr, &w->runs, entry)
+	if (tr->rawlen == len && memcmp(tr->raw, raw, len) == 0)
+		running++;
+	return running >= copies;
+}
+
+/*
  * Messages left in our processing list by an earlier run of this worker
  * id (a crash, a kill) are run again before anything new is claimed.
  */
@@ -408,8 +481,18 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	size_t	       i, n;
 
 	w->claiming = 0;
-	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY)
+	if (w->teardown)
 		return;
+	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY) {
+		if (reply != NULL)
+			logkv(LOG_WARN,
+			    "cannot read the processing list; "
+			    "retrying",
+			    "error", redis_reply_str(reply, NULL),
+			    (char *)NULL);
+		maybe_exit(w);
+		return;
+	}
 	n = redis_reply_len(reply);
 	if (n > 0) {
 		char count[24];
@@ -422,7 +505,7 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		size_t	    len;
 		const char *s = redis_reply_str(
 		    redis_reply_elem(reply, i - 1), &len);
-		if (s != NULL)
+		if (s != NULL && !already_running(w, reply, i - 1, s, len))
 			dispatch(w, s, len);
 	}
 	w->recovered = 1;
@@ -433,8 +516,8 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 static void
 recover(struct worker *w)
 {
-	if (w->recovered || w->claiming || !redis_is_ready(w->cmd) ||
-	    !w->locked)
+	if (w->recovered || w->claiming || w->stopping ||
+	    !redis_is_ready(w->cmd) || !w->locked)
 		return;
 	if (redis_cmd(w->cmd, recover_reply, w, "LRANGE", w->keys.processing,
 		"0", "-1", (char *)NULL) == 0)
@@ -459,8 +542,18 @@ lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	static int     warned;
 
 	w->lock_pending = 0;
-	if (reply == NULL)
+	if (w->teardown)
 		return;
+	if (reply == NULL || redis_reply_type(reply) != REDIS_R_INTEGER) {
+		if (reply != NULL)
+			logkv(LOG_WARN,
+			    "cannot renew the worker id lock; "
+			    "retrying",
+			    "error", redis_reply_str(reply, NULL),
+			    (char *)NULL);
+		maybe_exit(w);
+		return;
+	}
 	if (redis_reply_type(reply) == REDIS_R_INTEGER &&
 	    redis_reply_int(reply) == 1) {
 		if (!w->locked)
@@ -507,11 +600,13 @@ redis_state(struct redis *r, int up, void *arg)
 {
 	struct worker *w = arg;
 
-	if (!up)
+	if (w->teardown)
 		return;
-	if (r == w->cmd)
+	if (up && r == w->cmd)
 		lock_renew(-1, 0, w);
-	claim_next(w);
+	if (up)
+		claim_next(w);
+	maybe_exit(w);
 }
 
 struct worker *
@@ -535,6 +630,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->lock_key = xasprintf("%s:worker:%s", cfg->namespace, cfg->worker_id);
 	uuid_v4(w->lock_token);
 	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
+	w->claim_retry_ev = evtimer_new(base, claim_retry, w);
 	evtimer_add(w->lock_ev, &tv);
 
 	w->cmd = redis_new(base, dns, &cfg->redis, "commands");
@@ -567,14 +663,21 @@ worker_free(struct worker *w)
 
 	if (w == NULL)
 		return;
+	/*
+	 * Freeing a client fails what it still has in flight, and those
+	 * callbacks reach the runs: free the clients first, with every
+	 * publishing path turned off, then the runs.
+	 */
+	w->teardown = 1;
+	redis_free(w->claim);
+	db_free(w->db);
+	s3_client_free(w->s3);
+	redis_free(w->cmd);
 	while ((tr = TAILQ_FIRST(&w->runs)) != NULL) {
 		TAILQ_REMOVE(&w->runs, tr, entry);
 		run_free(tr);
 	}
-	redis_free(w->cmd);
-	redis_free(w->claim);
-	db_free(w->db);
-	s3_client_free(w->s3);
+	event_free(w->claim_retry_ev);
 	for (i = 0; i < w->opt.nqueues; i++)
 		free(w->qkeys[i]);
 	free(w->qkeys);

@@ -71,6 +71,8 @@ struct event_base   *worker_base(struct worker *);
 struct db	    *worker_db(struct worker *);
 struct s3_client    *worker_s3(struct worker *);
 const struct config *worker_config(struct worker *);
+/* PUBLISH a progress message on <ns>:progress; best effort. */
+void worker_publish_progress(struct worker *, const char *json);
 
 void task_run_error(struct task_run *, const char *key, const char *code,
     const char *fmt, ...) PRINTF_LIKE(4, 5);

@@ -63,6 +63,18 @@ like() { # GOT SUBSTRING DESCRIPTION
   fi
 }
 
+one_of() { # GOT "WORD WORD..." DESCRIPTION
+  local w
+  for w in $2; do
+    if [ "$1" == "$w" ]; then
+      ok 0 "$3"
+      return
+    fi
+  done
+  ok 1 "$3"
+  printf '#   got:  %s\n#   want one of: %s\n' "$1" "$2"
+}
+
 diag() { printf '# %s\n' "$*"; }
 
 done_testing() {

@@ -12,6 +12,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define UNDER_ASAN 1
+#endif
+#endif
+#ifndef UNDER_ASAN
+#define UNDER_ASAN 0
+#endif
+
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
@@ -686,6 +705,633 @@ test_reentrancy(void)
 	ok(ch.done == 3, "and nothing runs afterwards");
 }
 
+/*
+ * Cursors.  The keys mix prefixes whose order differs between collations
+ * ("K/" < "k/" < "k_" < "é/" in bytes) and md5() scatters them, so the
+ * ORDER BY really sorts.
+ */
+#define KEYS_SQL                                                               \
+	"select case i % 4 when 0 then 'K/' when 1 then 'k/' "                 \
+	"when 2 then '\xc3\xa9/' else 'k_' end || md5(i::text) as k "          \
+	"from generate_series(1, $1::int) i"
+#define NKEYS	  100000
+#define NKEYS_STR "100000"
+#define BATCH	  1000
+
+struct stream {
+	struct db   *db;
+	int	     batch;
+	int	     manual;	  /* the test asks for each batch */
+	int	     close_after; /* batches, then close from the callback */
+	int	     calls;
+	int	     opened;
+	int	     ended; /* a fetch returned 0 rows */
+	int	     closed;
+	int	     failed;
+	struct reply err;
+	long	     rows;
+	int	     batches;
+	int	     oversized; /* batches of more than batch rows */
+	int	     short_mid; /* batches of fewer rows, not the last */
+	int	     last_n;
+	int	     disorder;
+	char	     first[128];
+	char	     prev[128];
+	int	     pid;	/* the cursor's backend */
+	long	     rss_kb[2]; /* after the first batch, at the end */
+	int64_t	     t0_us, first_us, t1_us;
+	struct reply side;	 /* a query sent while streaming */
+	int	     side_batch; /* batches done when it was answered */
+	struct reply row;	 /* row 0 of the latest batch */
+	int	     close_on_error;
+	int	     fetch_on_error; /* and keep db_cursor_fetch()'s answer */
+	int	     fetch_rc;
+	int64_t	     err_us;
+};
+
+/* The resident set in KiB, or -1. */
+static long
+rss_kb(void)
+{
+	FILE *f;
+	char  line[256];
+	long  kb = -1;
+
+	if ((f = fopen("/proc/self/status", "r")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+static void
+stream_error(struct stream *s, const struct db_error *err)
+{
+	s->err_us = mono_us();
+	s->failed++;
+	s->err.failed = 1;
+	s->err.kind = err->kind;
+	strlcpy_(s->err.sqlstate, err->sqlstate, sizeof(s->err.sqlstate));
+	strlcpy_(s->err.message, err->message, sizeof(s->err.message));
+	printf("# cursor error: %s%s%s\n", err->sqlstate,
+	    err->sqlstate[0] != '\0' ? ": " : "", err->message);
+}
+
+static void
+on_side(void *arg, const struct db_result *res, const struct db_error *err)
+{
+	struct stream *s = arg;
+
+	on_reply(&s->side, res, err);
+	s->side_batch = s->batches;
+}
+
+static void
+stream_rows(struct stream *s, const struct db_result *res)
+{
+	const char *k, *pid;
+	int	    i, n = db_ntuples(res);
+
+	if (n > s->batch)
+		s->oversized++;
+	if (s->batches > 0 && s->last_n < s->batch)
+		s->short_mid++;
+	for (i = 0; i < n; i++) {
+		if ((k = db_value(res, i, 0)) == NULL)
+			k = "";
+		if (s->rows + i == 0)
+			strlcpy_(s->first, k, sizeof(s->first));
+		else if (strcmp(s->prev, k) >= 0)
+			s->disorder++;
+		strlcpy_(s->prev, k, sizeof(s->prev));
+	}
+	if (n > 0 && db_nfields(res) > 1 && (pid = db_value(res, 0, 1)) != NULL)
+		s->pid = atoi(pid);
+	if (n > 0) {
+		reply_clear(&s->row);
+		on_reply(&s->row, res, NULL);
+	}
+	s->rows += n;
+	s->batches++;
+	s->last_n = n;
+}
+
+static void
+on_stream(void *arg, struct db_cursor *cur, const struct db_result *res,
+    const struct db_error *err)
+{
+	struct stream *s = arg;
+
+	s->calls++;
+	if (err != NULL) {
+		stream_error(s, err);
+		if (s->fetch_on_error)
+			s->fetch_rc = db_cursor_fetch(cur, 1, on_stream, s);
+		if (s->close_on_error) {
+			db_cursor_close(cur);
+			s->closed = 1;
+		}
+		return;
+	}
+	if (res == NULL) {
+		s->opened = 1;
+		s->t0_us = mono_us();
+	} else if (db_ntuples(res) == 0) {
+		s->ended = 1;
+		s->t1_us = mono_us();
+		s->rss_kb[1] = rss_kb();
+		return;
+	} else {
+		stream_rows(s, res);
+		if (s->batches == 1) {
+			s->first_us = mono_us();
+			s->rss_kb[0] = rss_kb();
+		}
+		if (s->batches == 10 &&
+		    db_query(s->db, "select pg_backend_pid()", 0, NULL, on_side,
+			s) != 0)
+			fatal("db_query");
+		if (s->batches == s->close_after) {
+			db_cursor_close(cur);
+			s->closed = 1;
+			return;
+		}
+	}
+	if (!s->manual && db_cursor_fetch(cur, s->batch, on_stream, s) != 0)
+		fatal("db_cursor_fetch");
+}
+
+static struct db_cursor *
+stream_open(struct stream *s, struct db *db, const char *sql, int n,
+    const char *const *params)
+{
+	struct db_cursor *cur;
+
+	memset(s, 0, sizeof(*s));
+	s->db = db;
+	s->batch = BATCH;
+	s->manual = 1;
+	if ((cur = db_cursor_open(db, sql, n, params, on_stream, s)) == NULL)
+		fatal("db_cursor_open");
+	return cur;
+}
+
+/* One fetch, waited for; 1 if it was answered. */
+static int
+stream_fetch(struct stream *s, struct db_cursor *cur, int n)
+{
+	int want = s->calls + 1;
+
+	if (db_cursor_fetch(cur, n, on_stream, s) != 0)
+		return 0;
+	return run_until(&s->calls, want, 10000);
+}
+
+static void
+test_cursor_stream(void)
+{
+	const char	 *p[] = {NKEYS_STR};
+	struct reply	  want = {0}, r = {0};
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db_stats	  st;
+	struct db	 *db;
+	double		  secs;
+
+	db = db_new(base, dns, url, 1);
+	ok(db_cursor_open(db, "select 1", 0, NULL, on_stream, &s) == NULL,
+	    "a pool of 1 refuses cursors");
+	db_free(db);
+
+	db = db_new(base, dns, url, 2);
+	query_wait(db, &want,
+	    "select count(*), min(k collate \"C\"), max(k collate \"C\") "
+	    "from (" KEYS_SQL ") s",
+	    1, p);
+	is_str(want.values[0], NKEYS_STR, "the keys, counted by one query");
+
+	cur = stream_open(&s, db,
+	    "select k, pg_backend_pid() from (" KEYS_SQL
+	    ") s order by k collate \"C\"",
+	    1, p);
+	s.manual = 0;
+	ok(run_until(&s.calls, 1, 10000) && s.opened, "cursor opened");
+	ok(run_until(&s.ended, 1, 30000), "streamed to the end");
+	ok(!s.failed, "without an error");
+	is_int(s.rows, NKEYS, "every key came");
+	is_int(s.batches, NKEYS / BATCH, "in batches");
+	ok(s.oversized == 0 && s.short_mid == 0,
+	    "of exactly %d rows each (%d larger, %d smaller)", BATCH,
+	    s.oversized, s.short_mid);
+	is_int(s.disorder, 0, "in strictly increasing strcmp() order");
+	is_str(s.first, want.values[1], "first key is the least");
+	is_str(s.prev, want.values[2], "last key is the greatest");
+	ok(strncmp(s.first, "K/", 2) == 0 &&
+		strncmp(s.prev, "\xc3\xa9/", 3) == 0,
+	    "byte order, not the locale's: %.8s... to %.8s...", s.first,
+	    s.prev);
+	secs = (double)(s.t1_us - s.first_us) / 1e6;
+	printf("# %d rows in batches of %d: %.0f ms for the first "
+	       "(the sort), then %.0f ms, %.0f rows/s\n",
+	    NKEYS, BATCH, (double)(s.first_us - s.t0_us) / 1000.0,
+	    secs * 1000.0, secs > 0 ? (NKEYS - BATCH) / secs : 0.0);
+	if (RUNNING_ON_VALGRIND || UNDER_ASAN || s.rss_kb[0] < 0)
+		ok(1, "# SKIP resident set under valgrind or ASan");
+	else
+		ok(s.rss_kb[1] - s.rss_kb[0] < 2048,
+		    "resident set grew by %ld KiB from the first batch to "
+		    "the end",
+		    s.rss_kb[1] - s.rss_kb[0]);
+	ok(s.side.done && !s.side.failed,
+	    "a query sent while streaming was answered");
+	ok(s.side_batch < s.batches,
+	    "before the stream ended (after batch %d of %d)", s.side_batch,
+	    s.batches);
+	ok(s.side.values[0] != NULL && atoi(s.side.values[0]) != s.pid,
+	    "on the other connection");
+	ok(stream_fetch(&s, cur, BATCH) && s.ended && !s.failed,
+	    "a fetch past the end gives 0 rows again");
+	db_cursor_close(cur);
+
+	/* The connection comes back, out of its transaction. */
+	run_for(100);
+	query_wait(db, &r,
+	    "select count(*) from pg_stat_activity where "
+	    "backend_type = 'client backend' and "
+	    "(state like 'idle in transaction%' or query like 'FETCH%')",
+	    0, NULL);
+	is_str(r.values[0], "0", "no backend left in a transaction");
+	db_get_stats(db, &st);
+	is_int(st.connects, 2, "two connections made");
+	reply_clear(&r);
+	reply_clear(&want);
+	reply_clear(&s.side);
+	reply_clear(&s.row);
+	db_free(db);
+}
+
+static void
+stream_clear(struct stream *s)
+{
+	reply_clear(&s->side);
+	reply_clear(&s->row);
+}
+
+/* Wait for the open to be answered; 1 if the cursor is ready. */
+static int
+stream_ready(struct stream *s)
+{
+	return run_until(&s->calls, 1, 10000) && s->opened;
+}
+
+static void
+test_cursor_settings(void)
+{
+	const char	 *p[] = {"it's", "41"};
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db	 *db;
+
+	db = db_new(base, dns, url, 2);
+	cur = stream_open(&s, db,
+	    "select current_setting('transaction_read_only'), "
+	    "current_setting('transaction_isolation'), "
+	    "current_setting('statement_timeout'), $1::text, $2::int + 1",
+	    2, p);
+	ok(stream_ready(&s), "cursor with parameters opened");
+	ok(s.calls == 1 && s.rows == 0, "opened without rows");
+	ok(stream_fetch(&s, cur, 10) && s.rows == 1, "one row");
+	is_str(s.row.values[0], "on", "the transaction is read only");
+	is_str(s.row.values[1], "repeatable read", "one snapshot");
+	is_str(
+	    s.row.values[2], "31s", "the server gives up 1 s after query_ms");
+	is_str(s.row.values[3], "it's", "text parameter in the DECLARE");
+	is_str(s.row.values[4], "42", "integer parameter in the DECLARE");
+	db_cursor_close(cur);
+	stream_clear(&s);
+	db_free(db);
+}
+
+/*
+ * Nothing left in a transaction, and the connections were kept.  A
+ * backend whose connection was closed during a FETCH may still run it.
+ */
+static void
+check_pool_clean(struct db *db, unsigned long connects, const char *what)
+{
+	struct reply	r = {0};
+	struct db_stats st;
+
+	run_for(50);
+	query_wait(db, &r,
+	    "select count(*) from pg_stat_activity where "
+	    "backend_type = 'client backend' and "
+	    "state like 'idle in transaction%'",
+	    0, NULL);
+	is_str(r.values[0], "0", "%s: the pool works, nothing left open", what);
+	db_get_stats(db, &st);
+	if (connects > 0)
+		is_int(st.connects, connects, "%s: connections kept", what);
+	reply_clear(&r);
+}
+
+static void
+test_cursor_errors(void)
+{
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db	 *db;
+
+	db = db_new(base, dns, url, 2);
+	cur = stream_open(&s, db, "selec 1", 0, NULL);
+	ok(run_until(&s.calls, 1, 10000) && s.failed && !s.opened,
+	    "a bad query fails the open");
+	ok(s.err.kind == DB_ERR_QUERY && strcmp(s.err.sqlstate, "42601") == 0,
+	    "with DB_ERR_QUERY 42601: %s", s.err.message);
+	ok(stream_fetch(&s, cur, 10) && s.failed == 2 &&
+		strcmp(s.err.sqlstate, "42601") == 0,
+	    "a fetch on the dead cursor gets the same error");
+	db_cursor_close(cur);
+
+	cur = stream_open(&s, db,
+	    "select 1 / (i - 1500) from generate_series(1, 3000) i", 0, NULL);
+	ok(stream_ready(&s) && stream_fetch(&s, cur, 1000) && s.rows == 1000,
+	    "the first batch is fine");
+	ok(stream_fetch(&s, cur, 1000) && s.failed == 1 &&
+		s.err.kind == DB_ERR_QUERY &&
+		strcmp(s.err.sqlstate, "22012") == 0,
+	    "an error mid-stream fails that fetch: %s", s.err.message);
+	ok(stream_fetch(&s, cur, 1000) && s.failed == 2 && s.rows == 1000,
+	    "and the next one, without rows");
+	db_cursor_close(cur);
+	stream_clear(&s);
+	/* Cursors wait for a ROLLBACK to end, so all took the first. */
+	check_pool_clean(db, 1, "after query errors");
+	db_free(db);
+}
+
+static void
+test_cursor_terminated(void)
+{
+	const char	 *p[] = {NKEYS_STR};
+	struct reply	  r = {0};
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db	 *db;
+	char		  pid[16];
+	const char	 *pp[] = {pid};
+	int64_t		  t0;
+
+	db = db_new(base, dns, url, 2);
+	cur = stream_open(&s, db,
+	    "select k, pg_backend_pid() from (" KEYS_SQL
+	    ") s order by k collate \"C\"",
+	    1, p);
+	ok(stream_ready(&s) && stream_fetch(&s, cur, BATCH) &&
+		stream_fetch(&s, cur, BATCH) && s.rows == 2 * BATCH,
+	    "two batches");
+	snprintf(pid, sizeof(pid), "%d", s.pid);
+	query_wait(db, &r, "select pg_terminate_backend($1::int)", 1, pp);
+	is_str(r.values[0], "t", "the cursor's backend terminated");
+	run_for(100); /* noticed between fetches */
+	ok(stream_fetch(&s, cur, BATCH) && s.failed == 1,
+	    "the next fetch fails");
+	ok(s.err.kind == DB_ERR_UNAVAILABLE &&
+		strstr(s.err.message, "connection lost") != NULL,
+	    "with DB_ERR_UNAVAILABLE: %s", s.err.message);
+	ok(stream_fetch(&s, cur, BATCH) && s.failed == 2 &&
+		s.err.kind == DB_ERR_UNAVAILABLE && s.rows == 2 * BATCH,
+	    "and so does every later one");
+	db_cursor_close(cur);
+	stream_clear(&s);
+
+	/* Terminated during a FETCH, closed from the error callback. */
+	cur = stream_open(&s, db,
+	    "select i, pg_sleep(0.5)::text from generate_series(1, 10) i", 0,
+	    NULL);
+	s.close_on_error = 1;
+	ok(stream_ready(&s) && db_cursor_fetch(cur, 10, on_stream, &s) == 0,
+	    "a 5 s fetch sent");
+	run_for(300);
+	t0 = mono_us();
+	query_wait(db, &r,
+	    "select pg_terminate_backend(pid) from pg_stat_activity "
+	    "where query like 'FETCH%' and state = 'active'",
+	    0, NULL);
+	is_str(r.values[0], "t", "its backend terminated");
+	(void)run_until(&s.closed, 1, 5000);
+	ok(s.closed && s.err.kind == DB_ERR_UNAVAILABLE,
+	    "the fetch fails with DB_ERR_UNAVAILABLE in %.0f ms: %s",
+	    (double)(s.err_us - t0) / 1000.0, s.err.message);
+	run_for(100);
+	is_int(s.calls, 2, "nothing after the close");
+	reply_clear(&r);
+	stream_clear(&s);
+	check_pool_clean(db, 0, "after terminations");
+	db_free(db);
+}
+
+static void
+test_cursor_close(void)
+{
+	const char	 *p[] = {NKEYS_STR};
+	struct reply	  a = {0}, b = {0};
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db_stats	  st;
+	struct db	 *db;
+	const char	 *sql = "select pg_backend_pid(), "
+				"current_setting('transaction_read_only'), "
+				"pg_sleep(0.2)";
+
+	db = db_new(base, dns, url, 2);
+	cur = stream_open(&s, db,
+	    "select k, pg_backend_pid() from (" KEYS_SQL
+	    ") s order by k collate \"C\"",
+	    1, p);
+	s.manual = 0;
+	s.close_after = 3;
+	ok(run_until(&s.closed, 1, 10000), "closed from the third batch");
+	run_for(100);
+	is_int(s.calls, 4, "no callback after the close");
+	if (db_query(db, sql, 0, NULL, on_reply, &a) != 0 ||
+	    db_query(db, sql, 0, NULL, on_reply, &b) != 0)
+		fatal("db_query");
+	ok(run_until(&a.done, 1, 5000) && run_until(&b.done, 1, 5000) &&
+		!a.failed && !b.failed,
+	    "two queries at once on the pool of 2");
+	ok(a.values[0] != NULL && b.values[0] != NULL &&
+		strcmp(a.values[0], b.values[0]) != 0 &&
+		(atoi(a.values[0]) == s.pid || atoi(b.values[0]) == s.pid),
+	    "one on the cursor's connection");
+	ok(a.values[1] != NULL && b.values[1] != NULL &&
+		strcmp(a.values[1], "off") == 0 &&
+		strcmp(b.values[1], "off") == 0,
+	    "outside its transaction");
+	db_get_stats(db, &st);
+	is_int(st.connects, 2, "no connection made again");
+	stream_clear(&s);
+
+	/* Closed during a FETCH: its connection is closed instead. */
+	cur = stream_open(&s, db,
+	    "select i, pg_sleep(0.5)::text from generate_series(1, 10) i", 0,
+	    NULL);
+	ok(stream_ready(&s) && db_cursor_fetch(cur, 10, on_stream, &s) == 0,
+	    "a 5 s fetch sent");
+	run_for(200);
+	db_cursor_close(cur);
+	run_for(200);
+	is_int(s.calls, 1, "closed during the fetch: no callback");
+	check_pool_clean(db, 0, "after a close during a fetch");
+
+	/* Closed before it opened, and with a fetch not yet sent. */
+	cur = stream_open(&s, db, "select 1", 0, NULL);
+	db_cursor_close(cur);
+	cur = stream_open(&s, db, "select 1", 0, NULL);
+	ok(stream_ready(&s) && db_cursor_fetch(cur, 1, on_stream, &s) == 0,
+	    "a fetch asked for");
+	db_cursor_close(cur);
+	run_for(200);
+	is_int(s.calls, 1, "closed at once: no callback");
+	check_pool_clean(db, 0, "after early closes");
+	reply_clear(&a);
+	reply_clear(&b);
+	stream_clear(&s);
+	db_free(db);
+}
+
+static void
+test_cursor_limit(void)
+{
+	struct reply	  r = {0};
+	struct stream	  a, b, c;
+	struct db_cursor *ca, *cb, *cc;
+	struct db	 *db;
+	int64_t		  t0;
+
+	db = db_new(base, dns, url, 2);
+	db_set_timeouts(db, 3000, 0);
+	ca = stream_open(&a, db, "select 1", 0, NULL);
+	ok(stream_ready(&a), "first cursor on a pool of 2");
+	cb = stream_open(&b, db, "select 2", 0, NULL);
+	run_for(300);
+	is_int(b.calls, 0, "the second waits");
+	query_wait(db, &r, "select 'free'", 0, NULL);
+	is_str(r.values[0], "free", "while queries still run");
+	db_cursor_close(ca);
+	ok(stream_ready(&b), "and opens when the first is closed");
+
+	db_set_timeouts(db, 300, 0);
+	t0 = mono_us();
+	cc = stream_open(&c, db, "select 3", 0, NULL);
+	(void)run_until(&c.calls, 1, 5000);
+	ok(c.failed && c.err.kind == DB_ERR_UNAVAILABLE &&
+		c.err_us - t0 >= 290000,
+	    "a third gives up after connect_ms (%.0f ms)",
+	    (double)(c.err_us - t0) / 1000.0);
+	ok(strstr(c.err.message, "held by cursors") != NULL, "saying why: %s",
+	    c.err.message);
+	db_cursor_close(cc);
+	db_cursor_close(cb);
+	reply_clear(&r);
+	db_free(db);
+}
+
+static void
+test_cursor_timeout(void)
+{
+	struct reply	  r = {0};
+	struct stream	  s;
+	struct db_cursor *cur;
+	struct db_stats	  st;
+	struct db	 *db;
+	int64_t		  t0;
+	double		  ms;
+	char		  pid[16];
+	const char	 *pp[] = {pid};
+	int		  i, good = 1;
+
+	db = db_new(base, dns, url, 2);
+	db_set_timeouts(db, 0, 300);
+	cur = stream_open(&s, db,
+	    "select i, pg_backend_pid(), "
+	    "pg_sleep(case when i < 4 then 0.15 else 5 end)::text "
+	    "from generate_series(1, 10) i",
+	    0, NULL);
+	ok(stream_ready(&s), "opened");
+	t0 = mono_us();
+	for (i = 0; i < 3; i++)
+		good &= stream_fetch(&s, cur, 1) && !s.failed;
+	ms = ms_since(t0);
+	ok(good && s.rows == 3 && ms > 300,
+	    "three fetches of 150 ms each, %.0f ms in all, past query_ms", ms);
+	t0 = mono_us();
+	ok(stream_fetch(&s, cur, 1) && s.failed &&
+		s.err.kind == DB_ERR_UNAVAILABLE &&
+		strstr(s.err.message, "timed out") != NULL,
+	    "a 5 s fetch times out: %s", s.err.message);
+	ms = (double)(s.err_us - t0) / 1000.0;
+	ok(ms >= 290 && ms < 1000, "after %.0f ms", ms);
+	ok(stream_fetch(&s, cur, 1) && s.failed == 2, "the cursor is dead");
+	db_cursor_close(cur);
+	db_get_stats(db, &st);
+	is_int(st.timeouts, 1, "one timeout counted");
+	stream_clear(&s);
+
+	/* statement_timeout is 1300 ms: the server gives up too. */
+	run_for((int)(1500 - (mono_us() - t0) / 1000));
+	snprintf(pid, sizeof(pid), "%d", s.pid);
+	query_wait(db, &r,
+	    "select count(*) from pg_stat_activity where pid = $1::int", 1, pp);
+	is_str(r.values[0], "0",
+	    "the server stopped the abandoned FETCH, and its backend");
+	reply_clear(&r);
+	check_pool_clean(db, 0, "after a timeout");
+	db_free(db);
+}
+
+static void
+test_cursor_shutdown(void)
+{
+	struct stream	  s[4];
+	struct db_cursor *cur[4];
+	struct db	 *db;
+	int		  i;
+
+	db = db_new(base, dns, url, 4);
+	cur[0] = stream_open(&s[0], db,
+	    "select i, pg_sleep(0.5)::text from generate_series(1, 10) i", 0,
+	    NULL);
+	s[0].fetch_on_error = 1;
+	s[0].fetch_rc = 99;
+	for (i = 1; i < 4; i++)
+		cur[i] = stream_open(&s[i], db, "select 1", 0, NULL);
+	ok(stream_ready(&s[0]) && stream_ready(&s[1]) && stream_ready(&s[2]),
+	    "three cursors open on a pool of 4");
+	is_int(s[3].calls, 0, "a fourth waits");
+	if (db_cursor_fetch(cur[0], 10, on_stream, &s[0]) != 0)
+		fatal("db_cursor_fetch");
+	run_for(100);
+	if (db_cursor_fetch(cur[2], 10, on_stream, &s[2]) != 0)
+		fatal("db_cursor_fetch");
+	db_free(db);
+	ok(s[0].failed && strstr(s[0].err.message, "shutting down") != NULL,
+	    "a running fetch fails: %s", s[0].err.message);
+	is_int(s[0].fetch_rc, -1, "db_cursor_fetch() in that callback: -1");
+	ok(s[2].failed && strstr(s[2].err.message, "shutting down") != NULL,
+	    "a fetch not yet sent fails");
+	ok(s[3].failed && !s[3].opened, "a waiting open fails");
+	is_int(s[1].calls, 1, "an idle cursor gets no callback");
+	is_int(db_cursor_fetch(cur[1], 1, on_stream, &s[1]), -1,
+	    "and db_cursor_fetch() on it returns -1");
+	for (i = 0; i < 4; i++) {
+		db_cursor_close(cur[i]);
+		stream_clear(&s[i]);
+	}
+}
+
 int
 main(void)
 {
@@ -711,6 +1357,14 @@ main(void)
 	test_terminated();
 	test_timeouts();
 	test_reentrancy();
+	test_cursor_stream();
+	test_cursor_settings();
+	test_cursor_errors();
+	test_cursor_terminated();
+	test_cursor_close();
+	test_cursor_limit();
+	test_cursor_timeout();
+	test_cursor_shutdown();
 
 	evdns_base_free(dns, 0);
 	event_base_free(base);

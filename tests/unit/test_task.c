@@ -93,6 +93,10 @@ test_rejects(void)
 	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"enqueued_at\":1,"
 		"\"x\":{\"a\":1,\"a\":2}}",
 	    "duplicate_key", "nested duplicate");
+	REJECTS("{\"type\":\"job_cleanup\",\"job_id\":\"42\\u0000 x\"}",
+	    "invalid_json", "escaped NUL in a value");
+	REJECTS("{\"type\":\"job_cleanup\\u0000x\",\"job_id\":\"42\"}",
+	    "invalid_json", "escaped NUL in the type");
 	REJECTS("{\"type\":\"rm_rf\",\"job_id\":\"1\"}", "unknown_type",
 	    "unknown type");
 	REJECTS("{\"job_id\":\"1\"}", "missing_field", "missing type");

@@ -38,6 +38,14 @@ main(void)
 	ok(strlen(u1) == 36 && u1[14] == '4', "uuid v4 shape %s", u1);
 	ok(strcmp(u1, u2) != 0, "uuids differ");
 
+	{
+		char bad[] = "ok \xe2\x82 cut \xff end \xc3\xa9";
+		utf8_sanitize(bad);
+		is_str(bad, "ok ?? cut ? end \xc3\xa9",
+		    "sanitize replaces broken sequences, keeps good ones");
+		ok(utf8_valid(bad, strlen(bad)), "and the result is UTF-8");
+	}
+
 	s = b64_encode("\xff\x00hi", 4);
 	is_str(s, "/wBoaQ==", "base64");
 	free(s);
