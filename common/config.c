@@ -552,6 +552,17 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if ((v = env2("CLIPSWEEP_S3_MAX_RPS", NULL)) != NULL) {
+		char *end;
+		errno = 0;
+		c->s3_max_rps = strtod(v, &end);
+		if (errno != 0 || *end != '\0' || end == v ||
+		    !(c->s3_max_rps >= 0.0 && c->s3_max_rps <= 1e6)) {
+			seterr(err, errlen, "CLIPSWEEP_S3_MAX_RPS must be a "
+			    "number of requests per second (0 for no cap)");
+			goto fail;
+		}
+	}
 	v = env2("CLIPSWEEP_NAMESPACE", NULL);
 	c->namespace = xstrdup(v ? v : "clipsweep");
 	v = env2("CLIPSWEEP_WORKER_ID", NULL);

@@ -46,6 +46,7 @@ struct config {
 	char  *jobs_table;	 /* quoted identifier */
 	char  *clips_table;	 /* quoted identifier */
 	double max_delete_ratio; /* sweep guard, 0 to 1 */
+	double s3_max_rps;	 /* request-rate cap, 0 for none */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */

@@ -72,8 +72,12 @@ struct http {
 	int			 timeout_ms;
 	int			 connect_timeout_ms;
 	int			 max_inflight;
-	int			 busy;	 /* inside our event callbacks */
-	int			 doomed; /* http_free() while busy */
+	double			 rate; /* requests per second, 0: no cap */
+	double	      tokens;	       /* token bucket, at most max(1, rate) */
+	int64_t	      tokens_us;
+	struct event *rate_ev;
+	int	      busy;   /* inside our event callbacks */
+	int	      doomed; /* http_free() while busy */
 };
 
 static void http_start_queued(struct http *);
@@ -546,12 +550,60 @@ http_start(struct http *h, struct http_request *r)
 	h->ninflight++;
 }
 
+/*
+ * The optional request-rate cap, for providers that throttle: a token
+ * bucket refilled at h->rate per second, one token per request.  Returns 1
+ * when a request may start now, else arms rate_ev for the next token.
+ */
+static int
+http_rate_take(struct http *h)
+{
+	int64_t now;
+	double	burst = h->rate > 1.0 ? h->rate : 1.0, wait_s;
+
+	if (h->rate <= 0)
+		return 1;
+	now = mono_us();
+	h->tokens += (double)(now - h->tokens_us) / 1e6 * h->rate;
+	if (h->tokens > burst)
+		h->tokens = burst;
+	h->tokens_us = now;
+	if (h->tokens >= 1.0) {
+		h->tokens -= 1.0;
+		return 1;
+	}
+	if (!evtimer_pending(h->rate_ev, NULL)) {
+		struct timeval tv;
+		wait_s = (1.0 - h->tokens) / h->rate;
+		tv.tv_sec = (time_t)wait_s;
+		tv.tv_usec = (suseconds_t)((wait_s - (double)tv.tv_sec) * 1e6) +
+		    1;
+		evtimer_add(h->rate_ev, &tv);
+	}
+	return 0;
+}
+
+static void
+http_rate_cb(evutil_socket_t fd, short kind, void *arg)
+{
+	http_start_queued(arg);
+}
+
+void
+http_set_rate(struct http *h, double per_second)
+{
+	h->rate = per_second > 0 ? per_second : 0;
+	h->tokens = 1.0;
+	h->tokens_us = mono_us();
+}
+
 static void
 http_start_queued(struct http *h)
 {
 	struct http_request *r;
 
 	while (!h->doomed && h->ninflight < h->max_inflight &&
+	    !TAILQ_EMPTY(&h->queued) && http_rate_take(h) &&
 	    (r = TAILQ_FIRST(&h->queued)) != NULL) {
 		TAILQ_REMOVE(&h->queued, r, entry);
 		h->nqueued--;
@@ -619,6 +671,7 @@ http_new(struct event_base *base)
 	if ((h->multi = curl_multi_init()) == NULL)
 		fatal("curl_multi_init failed");
 	h->timer_ev = evtimer_new(base, http_timeout_cb, h);
+	h->rate_ev = evtimer_new(base, http_rate_cb, h);
 	h->defer_ev = event_new(base, -1, 0, http_defer_cb, h);
 	if (h->timer_ev == NULL || h->defer_ev == NULL)
 		fatal("cannot create the HTTP timer events");
@@ -660,6 +713,7 @@ http_really_free(struct http *h)
 	while ((s = LIST_FIRST(&h->socks)) != NULL)
 		http_sock_free(s);
 	event_free(h->timer_ev);
+	event_free(h->rate_ev);
 	event_free(h->defer_ev);
 	free(h);
 	curl_global_cleanup();

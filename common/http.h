@@ -60,6 +60,8 @@ void http_free(struct http *);
 /* Applies to requests submitted afterwards; values <= 0 keep the current. */
 void http_set_limits(
     struct http *, int timeout_ms, int connect_timeout_ms, int max_inflight);
+/* Cap requests started per second (0: no cap); a burst of one second. */
+void http_set_rate(struct http *, double per_second);
 /* Requests on the wire, and requests waiting for a slot. */
 int http_inflight(const struct http *);
 int http_queued(const struct http *);

@@ -136,6 +136,12 @@ s3_client_requests(const struct s3_client *c)
 }
 
 void
+s3_client_set_rate(struct s3_client *c, double per_second)
+{
+	http_set_rate(c->http, per_second);
+}
+
+void
 s3_client_set_limits(struct s3_client *c, int timeout_ms, int max_inflight)
 {
 	http_set_limits(c->http, timeout_ms, 0, max_inflight);

@@ -55,6 +55,8 @@ struct s3_client *s3_client_new(
 void s3_client_free(struct s3_client *);
 /* Per-request timeout (default 30 s) and parallelism cap (default 64). */
 void s3_client_set_limits(struct s3_client *, int timeout_ms, int max_inflight);
+/* At most this many requests started per second (0: no cap). */
+void s3_client_set_rate(struct s3_client *, double per_second);
 /* The configured cube prefix, ending in '/'. */
 const char *s3_client_prefix(const struct s3_client *);
 /* Requests started and still running, for tests and metrics. */

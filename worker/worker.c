@@ -645,6 +645,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	creds.secret_access_key = cfg->secret_access_key;
 	creds.session_token = cfg->session_token;
 	w->s3 = s3_client_new(base, &cfg->storage, &creds);
+	s3_client_set_rate(w->s3, cfg->s3_max_rps);
 	return w;
 }
 

@@ -329,6 +329,12 @@ head_cb(void *arg, int found, const struct s3_object *obj,
 }
 
 static void
+diag_ms(const char *what, int64_t us)
+{
+	printf("# %s %lld ms\n", what, (long long)(us / 1000));
+}
+
+static void
 head(const char *key, struct head_res *h)
 {
 	memset(h, 0, sizeof(*h));
@@ -360,6 +366,42 @@ test_head(void)
 	    "HEAD of a missing key: "
 	    "not found, no error (%s)",
 	    errstr(h.failed ? &h.err : NULL));
+}
+
+/* The request-rate cap: 30 HEADs at 10/s take at least 2 s after the burst. */
+static void
+test_rate_limit(void)
+{
+	static struct head_res h[30];
+	char		       key[128];
+	int64_t		       t0;
+	int		       i, found = 0;
+
+	s3_client_set_rate(s3, 10);
+	obj_key(key, sizeof(key), 1234);
+	t0 = mono_us();
+	for (i = 0; i < 30; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		if (s3_head(s3, key, head_cb, &h[i]) == 0)
+			pending++;
+	}
+	wait_all();
+	for (i = 0; i < 30; i++)
+		found += h[i].found;
+	is_int(found, 30, "rate-capped HEADs all succeed");
+	ok(mono_us() - t0 >= 1900000,
+	    "30 requests at 10/s with a burst of 10 "
+	    "took %lld ms (at least 1900)",
+	    (long long)((mono_us() - t0) / 1000));
+	s3_client_set_rate(s3, 0);
+	t0 = mono_us();
+	for (i = 0; i < 30; i++) {
+		memset(&h[i], 0, sizeof(h[i]));
+		if (s3_head(s3, key, head_cb, &h[i]) == 0)
+			pending++;
+	}
+	wait_all();
+	diag_ms("uncapped, the same 30 HEADs took", mono_us() - t0);
 }
 
 /* DELETE */
@@ -934,6 +976,7 @@ main(void)
 	test_put_many();
 	test_list_many();
 	test_head();
+	test_rate_limit();
 	test_cancel();
 	test_s3_errors();
 	test_delete();
