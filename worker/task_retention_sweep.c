@@ -36,9 +36,11 @@
 #define DEFAULT_MIN_AGE_HOURS  24
 
 /*
- * Every key the database refers to under the sub-prefix, once, with what
- * the rows say of it.  Terminal statuses are the data contract's; NULL is
- * active.  $1 retention days, $2 the sub-prefix (relative to the cube).
+ * Every key the database refers to, once, with what the rows say of it.
+ * Terminal statuses are the data contract's; NULL is active.  $1 is the
+ * retention in days.  A sweep of a sub-prefix still reads every key, so
+ * that a key stored in the wrong form anywhere refuses the sweep instead
+ * of hiding outside the filter; the merge counts only those under it.
  */
 static const char refs_sql[] =
     "SELECT key, bool_or(active), bool_or(retained), bool_or(clip) FROM ("
@@ -47,15 +49,15 @@ static const char refs_sql[] =
     "coalesce(c.status = 'completed' AND "
     "c.created_at >= now() - make_interval(days => $1::int), false) "
     "AS retained, true AS clip FROM %2$s c "
-    "WHERE c.key IS NOT NULL AND starts_with(c.key, $2) "
+    "WHERE c.key IS NOT NULL "
     "UNION ALL SELECT j.original_key, "
     "coalesce(j.status, '') NOT IN ('completed', 'failed', 'cancelled'), "
     "false, false FROM %1$s j "
-    "WHERE j.original_key IS NOT NULL AND starts_with(j.original_key, $2) "
+    "WHERE j.original_key IS NOT NULL "
     "UNION ALL SELECT j.audio_key, "
     "coalesce(j.status, '') NOT IN ('completed', 'failed', 'cancelled'), "
     "false, false FROM %1$s j "
-    "WHERE j.audio_key IS NOT NULL AND starts_with(j.audio_key, $2)"
+    "WHERE j.audio_key IS NOT NULL"
     ") r GROUP BY key ORDER BY key COLLATE \"C\"";
 
 struct delete_batch {
@@ -546,6 +548,31 @@ ref_kind(const struct db_result *res, int row)
 						      : SWEEP_REF_TEMPORARY;
 }
 
+/*
+ * A key the database stores in a form that cannot name an object under
+ * the cube means its keys do not map the way we map them, and the objects
+ * they mean would look like orphans: seed 001.  NULL when the key is fine.
+ */
+static char *
+key_format_problem(struct sweep_run *s, const char *k)
+{
+	const char *cube = worker_config(s->w)->storage.prefix;
+	const char *why;
+
+	if (strncmp(k, cube, strlen(cube)) == 0)
+		return xasprintf(
+		    "the database stores keys with the cube prefix "
+		    "('%.200s'); clipsweep expects keys relative "
+		    "to the cube",
+		    k);
+	if ((why = key_unsafe_reason(k, strlen(k))) != NULL)
+		return xasprintf("the database stores a key that cannot name "
+				 "an object under the cube ('%.200s': %s); "
+				 "fix the row or map it with a view",
+		    k, why);
+	return NULL;
+}
+
 static void
 db_failed(struct sweep_run *s, const struct db_error *err)
 {
@@ -575,14 +602,10 @@ db_batch(void *arg, struct db_cursor *cur, const struct db_result *res,
 	refs = xcalloc((size_t)n, sizeof(*refs));
 	for (i = 0; i < n; i++) {
 		const char *k = db_value(res, i, 0);
-		const char *cube = worker_config(s->w)->storage.prefix;
-		if (k != NULL && strncmp(k, cube, strlen(cube)) == 0) {
-			/* Seed 001's mismatch, the other way round. */
-			s->refused_reason = xasprintf(
-			    "the database stores "
-			    "keys with the cube prefix ('%.200s'); clipsweep "
-			    "expects keys relative to the cube",
-			    k);
+
+		if (k != NULL &&
+		    (s->refused_reason = key_format_problem(s, k)) != NULL) {
+			utf8_sanitize(s->refused_reason);
 			sweep_abort(s, "refused", "key_format", "%s",
 			    s->refused_reason);
 			free(refs);
@@ -720,7 +743,7 @@ sweep_step(struct sweep_run *s)
 static void
 sweep_pass_begin(struct sweep_run *s)
 {
-	const char *params[2] = {s->days, s->sub_prefix};
+	const char *params[1] = {s->days};
 
 	sweep_merge_free(s->m);
 	s->m = sweep_merge_new(worker_config(s->w)->storage.prefix,
@@ -732,7 +755,7 @@ sweep_pass_begin(struct sweep_run *s)
 	s->list_done = s->db_done = 0;
 	s->db_pending = 1;
 	s->cur = db_cursor_open(
-	    worker_db(s->w), s->sql, 2, params, db_opened, s);
+	    worker_db(s->w), s->sql, 1, params, db_opened, s);
 	if (s->cur == NULL) {
 		s->db_pending = 0;
 		sweep_abort(s, "failed", "database_unavailable",

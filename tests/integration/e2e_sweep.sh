@@ -138,6 +138,20 @@ sweep '"min_age_hours":0,"force":true,"dry_run":true'
 is "$(f status)" refused "database keys that include the cube prefix: refused"
 like "$(f errors)" "cube prefix" "and says why"
 
+sql "DELETE FROM $SCHEMA.jobs WHERE id = 30"
+
+# --- lead/: a key stored with a leading slash, outside the swept
+# sub-prefix's filter: it must still refuse the sweep, not hide.
+sql "INSERT INTO $SCHEMA.jobs (id, status, original_key) VALUES
+  (31, 'processing', '/lead/a.mp4')"
+put_object "$CUBE/lead/a.mp4"
+sweep '"prefix":"lead/","min_age_hours":0,"force":true'
+is "$(f status)" refused "a database key with a leading slash: refused"
+like "$(f refused_reason)" "cannot name an object" "and says why"
+present lead/a.mp4
+ok $? "the object it meant survives"
+sql "DELETE FROM $SCHEMA.jobs WHERE id = 31"
+
 stop_worker
 is "$STOP_RC" 0 "worker stops cleanly"
 
