@@ -558,7 +558,8 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 		c->s3_max_rps = strtod(v, &end);
 		if (errno != 0 || *end != '\0' || end == v ||
 		    !(c->s3_max_rps >= 0.0 && c->s3_max_rps <= 1e6)) {
-			seterr(err, errlen, "CLIPSWEEP_S3_MAX_RPS must be a "
+			seterr(err, errlen,
+			    "CLIPSWEEP_S3_MAX_RPS must be a "
 			    "number of requests per second (0 for no cap)");
 			goto fail;
 		}
