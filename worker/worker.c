@@ -641,6 +641,11 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 		fatal_code(EX_CONFIG,
 		    "configuration: the database URL cannot "
 		    "be used (see the line above)");
+	/*
+	 * A sweep's first FETCH sorts every referenced key: allow it two
+	 * minutes rather than the default thirty seconds.
+	 */
+	db_set_timeouts(w->db, 0, 120000);
 	creds.access_key_id = cfg->access_key_id;
 	creds.secret_access_key = cfg->secret_access_key;
 	creds.session_token = cfg->session_token;
