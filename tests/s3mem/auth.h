@@ -14,6 +14,8 @@
 
 #include <event2/http.h>
 
+#include "util.h"
+
 /* A request older or newer than this is RequestTimeTooSkewed. */
 #define AUTH_MAX_SKEW (15 * 60)
 
@@ -39,7 +41,7 @@ struct auth_error {
  */
 int  auth_check(const struct auth_config *, struct evhttp_request *,
      const char *path, const char *query, const void *body, size_t bodylen,
-     time_t now, struct auth_error *err);
+     time_t now, struct auth_error *err) MUST_CHECK;
 void auth_error_free(struct auth_error *);
 
 #endif

@@ -164,6 +164,13 @@ op_put_object(struct s3req *r)
 		    "s3mem does not implement CopyObject.");
 		return;
 	}
+	if (r->bodylen > S3MEM_MAX_BODY) {
+		reply_error(r, 400, "EntityTooLarge",
+		    "Your proposed upload exceeds s3mem's maximum object size "
+		    "(%d bytes).",
+		    S3MEM_MAX_BODY);
+		return;
+	}
 	if (check_content_md5(r, 0) != 0)
 		return;
 	lm = in_header(r, "x-s3mem-last-modified");

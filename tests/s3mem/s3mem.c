@@ -21,21 +21,30 @@
  * number of keys.  Path-style requests only: /BUCKET and /BUCKET/KEY.
  * Operations: ListBuckets, CreateBucket, DeleteBucket, HeadBucket,
  * GetBucketLocation, ListObjects (v1), ListObjectsV2, PutObject,
- * GetObject (one Range), HeadObject, DeleteObject, DeleteObjects.  Bodies
- * are at most 64 MiB.  Errors are S3 error documents.
+ * GetObject (one Range), HeadObject, DeleteObject, DeleteObjects.  Objects
+ * are at most 64 MiB, request bodies (seeds) 256 MiB.  Errors are S3 error
+ * documents.
  *
  * Test-only extensions:
  *   x-s3mem-last-modified: UNIX_SECONDS
  *       on PutObject sets the object's LastModified.
  *   POST /BUCKET?s3mem-seed
  *       creates objects without bodies (size and time only) from a body
- *       of lines "KEY\tSIZE\tUNIX_MTIME\n"; see ops_seed.c.  A seeded
- *       object reads back as SIZE NUL bytes and has the ETag
- *       "MD5-OF-KEY-1".  10^6 objects seed in about a second.
+ *       of lines "KEY\tSIZE\tUNIX_MTIME\n", the last newline optional.
+ *       KEY is raw UTF-8, 1 to 1024 bytes, no NUL, tab or newline; SIZE
+ *       is 0 to 5 TiB; UNIX_MTIME is seconds (the object's LastModified).
+ *       One bad line stores nothing (400 naming the line); an existing
+ *       key is replaced.  The answer is <SeedResult> with Seeded,
+ *       Replaced and ObjectCount.  A seeded object reads back as SIZE NUL
+ *       bytes (up to 64 MiB) and has the ETag "MD5-OF-KEY-1", which no
+ *       client takes for a checksum.  10^6 objects seed in 0.3 s (keys in
+ *       order) to 1.6 s (shuffled), about 105 bytes each for 44-byte keys.
  *   Like every request it must be signed when credentials are set, e.g.
  *   curl --aws-sigv4 aws:amz:us-east-1:s3 --user ID:SECRET
  *        -H "x-amz-content-sha256: $(sha256sum < seed | cut -c1-64)"
- *        --data-binary @seed "http://127.0.0.1:PORT/BUCKET?s3mem-seed"
+ *        --data-binary @seed "http://127.0.0.1:PORT/BUCKET?s3mem-seed="
+ *   (with the '=': curl 7.88 signs a bare "?s3mem-seed" as it stands,
+ *   where SigV4 wants "s3mem-seed=", and it signs the query unsorted).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -43,6 +52,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>

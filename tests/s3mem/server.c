@@ -417,7 +417,7 @@ server_listen(struct server *srv, const char *host, int port, int *bound_port,
 		snprintf(errbuf, errlen, "evhttp_new failed");
 		return -1;
 	}
-	evhttp_set_max_body_size(srv->http, S3MEM_MAX_BODY);
+	evhttp_set_max_body_size(srv->http, S3MEM_MAX_REQUEST);
 	evhttp_set_max_headers_size(srv->http, S3MEM_MAX_HEADERS);
 	evhttp_set_allowed_methods(srv->http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_PUT | EVHTTP_REQ_POST |

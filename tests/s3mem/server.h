@@ -16,7 +16,12 @@
 #include "store.h"
 #include "util.h"
 
-/* Largest request body; evhttp answers 413 beyond it. */
+/*
+ * Largest request body: evhttp answers 413 beyond it without reading it.
+ * It is a seed's limit (about 3.5 million lines); an object's is lower.
+ */
+#define S3MEM_MAX_REQUEST (256 * 1024 * 1024)
+/* Largest object body a PUT stores or a GET sends. */
 #define S3MEM_MAX_BODY	  (64 * 1024 * 1024)
 #define S3MEM_MAX_HEADERS (64 * 1024)
 #define S3MEM_MAX_KEY	  1024

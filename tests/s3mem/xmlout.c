@@ -85,7 +85,9 @@ xml_elem(struct buf *b, const char *name, const char *s, size_t n, int urlenc)
 {
 	struct buf enc;
 
-	buf_addf(b, "<%s>", name);
+	buf_add(b, "<", 1);
+	buf_adds(b, name);
+	buf_add(b, ">", 1);
 	if (urlenc) {
 		buf_init(&enc);
 		url_form_encode(&enc, s, n);
@@ -93,7 +95,9 @@ xml_elem(struct buf *b, const char *name, const char *s, size_t n, int urlenc)
 		buf_free(&enc);
 	} else
 		xml_text(b, s, n);
-	buf_addf(b, "</%s>", name);
+	buf_add(b, "</", 2);
+	buf_adds(b, name);
+	buf_add(b, ">", 1);
 }
 
 void
@@ -105,7 +109,10 @@ xml_elem_str(struct buf *b, const char *name, const char *s, int urlenc)
 void
 xml_elem_int(struct buf *b, const char *name, int64_t v)
 {
-	buf_addf(b, "<%s>%lld</%s>", name, (long long)v, name);
+	char n[24];
+
+	snprintf(n, sizeof(n), "%lld", (long long)v);
+	xml_elem_str(b, name, n, 0);
 }
 
 /* gmtime, or the epoch for a time it cannot break down in 4 digits. */
