@@ -16,6 +16,11 @@ void op_bucket_location(struct s3req *);
 
 /* ops_list.c: ListObjects (v1) and ListObjectsV2 (list-type=2) */
 void op_list_objects(struct s3req *);
+/*
+ * Fault injection for tests: after n listing requests have been answered,
+ * the next m get 500 InternalError (m < 0: all of them); n < 0: never.
+ */
+void ops_list_fail_after(long n, long m);
 
 /* ops_delete.c: DeleteObjects (POST ?delete) */
 void op_delete_objects(struct s3req *);

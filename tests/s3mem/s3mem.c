@@ -15,6 +15,9 @@
  * --bucket       a bucket to create at start; repeatable
  * --verbose      one line per request on stderr: method, target, status
  *                and handling time
+ * --fail-lists N[:M]
+ *                fault injection: after N listing requests, the next M
+ *                (all, without :M) get 500 InternalError
  * SIGTERM and SIGINT stop it cleanly (exit 0).
  *
  * Unlike s3rver it lists keys in S3's order, UTF-8 byte order, for any
@@ -80,7 +83,8 @@ usage(FILE *f)
 	    "usage: s3mem --listen HOST:PORT [--ready-file PATH]\n"
 	    "             [--access-key ID --secret-key SECRET] "
 	    "[--region REGION]\n"
-	    "             [--bucket NAME]... [--verbose]\n");
+	    "             [--bucket NAME]... [--verbose] "
+	    "[--fail-lists N[:M]]\n");
 }
 
 /* HOST:PORT or [V6]:PORT. */
@@ -116,6 +120,7 @@ parse_options(int argc, char **argv, struct options *o)
 	    {"region", required_argument, NULL, 'g'},
 	    {"bucket", required_argument, NULL, 'b'},
 	    {"verbose", no_argument, NULL, 'v'},
+	    {"fail-lists", required_argument, NULL, 'F'},
 	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
 	int c;
 
@@ -150,6 +155,18 @@ parse_options(int argc, char **argv, struct options *o)
 		case 'v':
 			o->verbose = 1;
 			break;
+		case 'F': {
+			char *end;
+			long  n = strtol(optarg, &end, 10), m = -1;
+			if (*end == ':')
+				m = strtol(end + 1, &end, 10);
+			if (*optarg == '\0' || *end != '\0' || n < 0)
+				fatal_code(64,
+				    "--fail-lists wants N or N:M, not \"%s\"",
+				    optarg);
+			ops_list_fail_after(n, m);
+			break;
+		}
 		case 'h':
 			usage(stdout);
 			exit(0);
