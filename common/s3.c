@@ -848,32 +848,6 @@ s3_list(struct s3_client *c, const char *prefix, const char *token,
 	return s3_send(op, NULL, 0, s3_list_sink);
 }
 
-static void
-s3_add_xml_escaped(struct buf *b, const char *s)
-{
-	for (; *s != '\0'; s++) {
-		switch (*s) {
-		case '&':
-			buf_adds(b, "&amp;");
-			break;
-		case '<':
-			buf_adds(b, "&lt;");
-			break;
-		case '>':
-			buf_adds(b, "&gt;");
-			break;
-		case '"':
-			buf_adds(b, "&quot;");
-			break;
-		case '\'':
-			buf_adds(b, "&apos;");
-			break;
-		default:
-			buf_add(b, s, 1);
-		}
-	}
-}
-
 static char *
 s3_delete_body(const char *const *keys, size_t n)
 {
@@ -886,7 +860,7 @@ s3_delete_body(const char *const *keys, size_t n)
 	    "<Quiet>false</Quiet>");
 	for (i = 0; i < n; i++) {
 		buf_adds(&b, "<Object><Key>");
-		s3_add_xml_escaped(&b, keys[i]);
+		buf_add_xml_text(&b, keys[i], strlen(keys[i]));
 		buf_adds(&b, "</Key></Object>");
 	}
 	buf_adds(&b, "</Delete>");

@@ -94,18 +94,6 @@ is_scope_part(const char *s)
 	return 1;
 }
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static void
 add_pct(struct buf *b, unsigned char c)
 {
@@ -146,8 +134,8 @@ reencode(struct buf *b, const char *s, size_t n, int keep_slash)
 		c = (unsigned char)s[i];
 		if (c == '%') {
 			if (n - i < 3 ||
-			    (hi = hexval((unsigned char)s[i + 1])) < 0 ||
-			    (lo = hexval((unsigned char)s[i + 2])) < 0)
+			    (hi = hex_value((unsigned char)s[i + 1])) < 0 ||
+			    (lo = hex_value((unsigned char)s[i + 2])) < 0)
 				return -EINVAL;
 			c = (unsigned char)(hi << 4 | lo);
 			i += 2;
@@ -456,7 +444,7 @@ valid_payload_hash(const char *s)
 		return 1;
 	}
 	for (i = 0; s[i] != '\0'; i++)
-		if (hexval((unsigned char)s[i]) < 0 ||
+		if (hex_value((unsigned char)s[i]) < 0 ||
 		    (s[i] >= 'A' && s[i] <= 'F'))
 			return 0;
 	return i == 64;

@@ -140,6 +140,58 @@ buf_addf(struct buf *b, const char *fmt, ...)
 	b->len += (size_t)n;
 }
 
+void
+buf_add_xml_text(struct buf *b, const char *s, size_t n)
+{
+	const char   *run = s, *end = s + n;
+	unsigned char c;
+	char	      ref[8];
+
+	buf_add(b, "", 0);
+	for (; s < end; s++) {
+		c = (unsigned char)*s;
+		if (c != '&' && c != '<' && c != '>' && c != '"' && c != '\'' &&
+		    c >= 0x20)
+			continue;
+		buf_add(b, run, (size_t)(s - run));
+		run = s + 1;
+		switch (c) {
+		case '&':
+			buf_adds(b, "&amp;");
+			break;
+		case '<':
+			buf_adds(b, "&lt;");
+			break;
+		case '>':
+			buf_adds(b, "&gt;");
+			break;
+		case '"':
+			buf_adds(b, "&quot;");
+			break;
+		case '\'':
+			buf_adds(b, "&apos;");
+			break;
+		default:
+			snprintf(ref, sizeof(ref), "&#x%X;", c);
+			buf_adds(b, ref);
+			break;
+		}
+	}
+	buf_add(b, run, (size_t)(end - run));
+}
+
+int
+hex_value(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
 char *
 buf_steal(struct buf *b)
 {

@@ -32,8 +32,16 @@ void buf_reset(struct buf *);
 void buf_add(struct buf *, const void *, size_t);
 void buf_adds(struct buf *, const char *);
 void buf_addf(struct buf *, const char *, ...) PRINTF_LIKE(2, 3);
+/*
+ * Append n bytes as XML character data: the five special characters and
+ * control characters become references.
+ */
+void buf_add_xml_text(struct buf *, const char *, size_t);
 /* Detach the data; the caller owns it and must free() it. */
 char *buf_steal(struct buf *);
+
+/* The value of one hex digit, or -1. */
+int hex_value(unsigned char);
 
 /* Copy with truncation, always terminating; returns strlen(src). */
 size_t strlcpy_(char *, const char *, size_t);

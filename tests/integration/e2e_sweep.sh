@@ -11,21 +11,6 @@ make_schema || exit 1
 present() { list_keys | grep -qxF "$CUBE/$1"; }
 root_present() { s3api head-object --bucket cloud-cube --key "$1" >/dev/null 2>&1; }
 
-SEQ=0
-# sweep JSON-FIELDS: enqueue a sweep and wait for its final result (in $R).
-sweep() {
-  SEQ=$((SEQ + 1))
-  local id="sw-$SEQ" i
-  rcli LPUSH "$NS:queue:sweeps" "{\"type\":\"retention_sweep\",\"id\":\"$id\",$1}" >/dev/null
-  R=
-  for i in $(seq 1 600); do
-    R=$(rcli GET "$NS:result:$id")
-    [ -n "$R" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-f() { echo "$R" | json "$1"; }
 
 # --- Outside the cube: must never be touched.
 for k in lambda/pkg.zip listings/1.json books/515/image_00.webp root.txt; do

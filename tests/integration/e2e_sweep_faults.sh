@@ -36,20 +36,6 @@ count() {
     tr '\t' '\n' | grep -cE "$1"
 }
 
-SEQ=0
-sweep() {
-  SEQ=$((SEQ + 1))
-  local id="sf-$SEQ" i
-  rcli LPUSH "$NS:queue:sweeps" "{\"type\":\"retention_sweep\",\"id\":\"$id\",$1}" >/dev/null
-  R=
-  for i in $(seq 1 600); do
-    R=$(rcli GET "$NS:result:$id")
-    [ -n "$R" ] && return 0
-    sleep 0.1
-  done
-  return 1
-}
-f() { echo "$R" | json "$1"; }
 
 old=$(( $(date +%s) - 30 * 86400 ))
 # Every even-numbered object is protected by an active job; odd ones are

@@ -174,6 +174,24 @@ wait_for() {
   return 1
 }
 
+# sweep JSON-FIELDS: push a retention sweep (fields after type and id) and
+# wait up to a minute for its final result, left in R.  f FIELD reads R.
+SWEEP_SEQ=0
+sweep() {
+  SWEEP_SEQ=$((SWEEP_SEQ + 1))
+  local id="sweep-$T_ID-$SWEEP_SEQ" i
+  rcli LPUSH "$NS:queue:sweeps" \
+    "{\"type\":\"retention_sweep\",\"id\":\"$id\",$1}" >/dev/null
+  R=
+  for i in $(seq 1 600); do
+    R=$(rcli GET "$NS:result:$id")
+    [ -n "$R" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+f() { echo "$R" | json "$1"; }
+
 # json FIELD < JSON: one field via python's json module (Debian python).
 json() {
   /usr/bin/python3 -c '

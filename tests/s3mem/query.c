@@ -3,18 +3,6 @@
 
 #include "query.h"
 
-static int
-hexval(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int
 pct_decode(struct buf *out, const char *s, size_t n, int plus_space)
 {
@@ -27,8 +15,8 @@ pct_decode(struct buf *out, const char *s, size_t n, int plus_space)
 		c = (unsigned char)s[i];
 		if (c == '%') {
 			if (n - i < 3 ||
-			    (hi = hexval((unsigned char)s[i + 1])) < 0 ||
-			    (lo = hexval((unsigned char)s[i + 2])) < 0)
+			    (hi = hex_value((unsigned char)s[i + 1])) < 0 ||
+			    (lo = hex_value((unsigned char)s[i + 2])) < 0)
 				return -1;
 			c = (unsigned char)(hi << 4 | lo);
 			i += 2;

@@ -12,41 +12,7 @@ static const char hex_lower[] = "0123456789abcdef";
 void
 xml_text(struct buf *b, const char *s, size_t n)
 {
-	const char   *run = s, *end = s + n;
-	unsigned char c;
-	char	      ref[8];
-
-	buf_add(b, "", 0);
-	for (; s < end; s++) {
-		c = (unsigned char)*s;
-		if (c != '&' && c != '<' && c != '>' && c != '"' && c != '\'' &&
-		    c >= 0x20)
-			continue;
-		buf_add(b, run, (size_t)(s - run));
-		run = s + 1;
-		switch (c) {
-		case '&':
-			buf_adds(b, "&amp;");
-			break;
-		case '<':
-			buf_adds(b, "&lt;");
-			break;
-		case '>':
-			buf_adds(b, "&gt;");
-			break;
-		case '"':
-			buf_adds(b, "&quot;");
-			break;
-		case '\'':
-			buf_adds(b, "&apos;");
-			break;
-		default:
-			snprintf(ref, sizeof(ref), "&#x%X;", c);
-			buf_adds(b, ref);
-			break;
-		}
-	}
-	buf_add(b, run, (size_t)(end - run));
+	buf_add_xml_text(b, s, n);
 }
 
 static int
