@@ -20,8 +20,9 @@
 #include "log.h"
 #include "worker.h"
 
-#define DEFAULT_CONCURRENCY 16
-#define MAX_CONCURRENCY	    1024
+#define DEFAULT_CONCURRENCY	16
+#define DEFAULT_DRAIN_TIMEOUT_S 20
+#define MAX_CONCURRENCY		1024
 
 static void
 usage(FILE *f)
@@ -29,6 +30,7 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: clipsweep-worker [--concurrency N] [--queues LIST] "
 	    "[--drain]\n"
+	    "                        [--drain-timeout SECONDS]\n"
 	    "\n"
 	    "Claims cleanup tasks from Redis and deletes what they allow "
 	    "from Cloudcube (S3).\n"
@@ -38,6 +40,10 @@ usage(FILE *f)
 	    "(default jobs,sweeps)\n"
 	    "      --drain          exit 0 once the queues are empty and "
 	    "nothing is in flight\n"
+	    "      --drain-timeout S  after SIGTERM, give tasks in flight S "
+	    "seconds, then\n"
+	    "                       return them to their queues and exit "
+	    "(default %d; 0 waits)\n"
 	    "  -h, --help           show this help\n"
 	    "  -V, --version        show the version\n"
 	    "\n"
@@ -45,9 +51,8 @@ usage(FILE *f)
 	    "(or REDIS_URL),\n"
 	    "CLIPSWEEP_DATABASE_URL (or DATABASE_URL), CLOUDCUBE_URL, "
 	    "CLOUDCUBE_ACCESS_KEY_ID,\n"
-	    "CLOUDCUBE_SECRET_ACCESS_KEY; see clipsweep-worker(8) and "
-	    "README.md.\n",
-	    MAX_CONCURRENCY, DEFAULT_CONCURRENCY);
+	    "CLOUDCUBE_SECRET_ACCESS_KEY; see README.md.\n",
+	    MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_TIMEOUT_S);
 }
 
 static int
@@ -96,6 +101,7 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 	    {"concurrency", required_argument, NULL, 'c'},
 	    {"queues", required_argument, NULL, 'q'},
 	    {"drain", no_argument, NULL, 'D'},
+	    {"drain-timeout", required_argument, NULL, 'T'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -105,6 +111,7 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 	int   ch;
 
 	opt->concurrency = DEFAULT_CONCURRENCY;
+	opt->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_S * 1000;
 	while ((ch = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -126,6 +133,19 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 			break;
 		case 'D':
 			opt->drain = 1;
+			break;
+		case 'T':
+			errno = 0;
+			v = strtol(optarg, &end, 10);
+			if (errno != 0 || *end != '\0' || *optarg == '\0' ||
+			    v < 0 || v > 3600) {
+				fprintf(stderr,
+				    "clipsweep-worker: --drain-timeout must be "
+				    "0 to 3600 seconds, not '%s'\n",
+				    optarg);
+				return EX_USAGE;
+			}
+			opt->drain_timeout_ms = (int)v * 1000;
 			break;
 		case 'h':
 			usage(stdout);

@@ -45,11 +45,14 @@ struct worker {
 	int		      lock_pending;
 	int		      exiting;
 	int		      teardown; /* worker_free(): callbacks unwind */
-	struct event	     *claim_retry_ev;
-	char		      lock_token[37];
-	char		     *lock_key;
-	struct event	     *lock_ev;
-	int64_t		      done_count;
+	size_t	      claim_src;	/* queue index of the claim in flight */
+	struct event *drain_ev;
+	int	      requeue_pending;
+	struct event *claim_retry_ev;
+	char	      lock_token[37];
+	char	     *lock_key;
+	struct event *lock_ev;
+	int64_t	      done_count;
 };
 
 static void claim_next(struct worker *);
@@ -145,7 +148,76 @@ worker_stop(struct worker *w, const char *why)
 	w->stopping = 1;
 	logkv(LOG_INFO, "stopping: no new claims, finishing tasks in flight",
 	    "reason", why, (char *)NULL);
+	if (w->opt.drain_timeout_ms > 0) {
+		struct timeval tv = {w->opt.drain_timeout_ms / 1000,
+		    (w->opt.drain_timeout_ms % 1000) * 1000};
+		evtimer_add(w->drain_ev, &tv);
+	}
 	maybe_exit(w);
+}
+
+/*
+ * The drain timeout: what is still running goes back to the right end of
+ * the queue it came from (the end workers claim from), atomically with
+ * its removal from our processing list, so another worker picks it up at
+ * once.  Its result, should it still come, is dropped: the task will run
+ * again, and running it twice is harmless.
+ */
+static const char requeue_script[] =
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then "
+    "redis.call('RPUSH', KEYS[2], ARGV[1]) return 1 end return 0";
+
+static void
+requeued(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct worker *w = arg;
+
+	if (--w->requeue_pending == 0 && !w->teardown)
+		exit_now(w->cmd, NULL, w);
+}
+
+static void
+drain_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	*w = arg;
+	struct task_run *tr;
+	char		 count[24];
+	int		 n = 0;
+
+	w->requeue_pending = 1; /* held until every command is sent */
+	TAILQ_FOREACH(tr, &w->runs, entry)
+	{
+		const char *q = tr->queue_key;
+		const char *argv[6];
+		size_t	    lens[6];
+		int	    i;
+
+		if (tr->final != NULL || tr->dead != NULL || tr->returned)
+			continue; /* finished: its ack is on its way */
+		if (q == NULL)
+			q = tr->task.type == TASK_RETENTION_SWEEP
+			    ? w->keys.sweeps
+			    : w->keys.jobs;
+		argv[0] = "EVAL";
+		argv[1] = requeue_script;
+		argv[2] = "2";
+		argv[3] = w->keys.processing;
+		argv[4] = q;
+		argv[5] = tr->raw;
+		for (i = 0; i < 6; i++)
+			lens[i] = i == 5 ? tr->rawlen : strlen(argv[i]);
+		if (redis_cmd_argv(w->cmd, requeued, w, 6, argv, lens) == 0) {
+			w->requeue_pending++;
+			tr->returned = 1;
+			n++;
+		}
+	}
+	snprintf(count, sizeof(count), "%d", n);
+	logkv(LOG_WARN,
+	    "drain timeout: returning unfinished tasks to their "
+	    "queues",
+	    "count", count, (char *)NULL);
+	requeued(w->cmd, NULL, w);
 }
 
 /* Results and logs. */
@@ -273,6 +345,13 @@ task_run_finish(struct task_run *tr, const char *status)
 
 	if (tr->w->teardown)
 		return;
+	if (tr->returned) {
+		logkv(LOG_INFO,
+		    "result dropped: the task was returned to its "
+		    "queue",
+		    "task_id", tr->task.id, "status", status, (char *)NULL);
+		return;
+	}
 	tr->final = result_text(tr, status, end);
 	snprintf(dur, sizeof(dur), "%lld",
 	    (long long)((mono_us() - tr->started_us) / 1000));
@@ -320,7 +399,7 @@ run_dead_letter(struct task_run *tr, const struct task_error *err)
 }
 
 static void
-dispatch(struct worker *w, const char *raw, size_t len)
+dispatch(struct worker *w, const char *raw, size_t len, const char *queue_key)
 {
 	struct task_run	       *tr = xcalloc(1, sizeof(*tr));
 	const struct task_kind *kind;
@@ -329,6 +408,7 @@ dispatch(struct worker *w, const char *raw, size_t len)
 	tr->w = w;
 	tr->raw = xstrndup(raw, len);
 	tr->rawlen = len;
+	tr->queue_key = queue_key;
 	tr->started_ms = now_ms();
 	tr->started_us = mono_us();
 	tr->errors = cJSON_CreateArray();
@@ -374,7 +454,7 @@ claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		const char *s = redis_reply_str(reply, &len);
 		w->rr = (w->rr + w->claim_tried + 1) % n;
 		w->claim_tried = 0;
-		dispatch(w, s, len);
+		dispatch(w, s, len, w->qkeys[w->claim_src]);
 		break;
 	}
 	case REDIS_R_NIL:
@@ -432,6 +512,7 @@ claim_next(struct worker *w)
 			return;
 		}
 		/* Every queue was empty: block on one, in turn. */
+		w->claim_src = w->rr;
 		src = w->qkeys[w->rr];
 		w->rr = (w->rr + 1) % n;
 		w->claim_tried = n; /* a nil reply means "start over" */
@@ -439,7 +520,8 @@ claim_next(struct worker *w)
 		    w->keys.processing, "RIGHT", "LEFT", n > 1 ? "0.5" : "1",
 		    (char *)NULL);
 	} else {
-		src = w->qkeys[(w->rr + w->claim_tried) % n];
+		w->claim_src = (w->rr + w->claim_tried) % n;
+		src = w->qkeys[w->claim_src];
 		rc = redis_cmd(w->claim, claim_reply, w, "LMOVE", src,
 		    w->keys.processing, "RIGHT", "LEFT", (char *)NULL);
 	}
@@ -506,7 +588,7 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		const char *s = redis_reply_str(
 		    redis_reply_elem(reply, i - 1), &len);
 		if (s != NULL && !already_running(w, reply, i - 1, s, len))
-			dispatch(w, s, len);
+			dispatch(w, s, len, NULL);
 	}
 	w->recovered = 1;
 	claim_next(w);
@@ -631,6 +713,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	uuid_v4(w->lock_token);
 	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
 	w->claim_retry_ev = evtimer_new(base, claim_retry, w);
+	w->drain_ev = evtimer_new(base, drain_expired, w);
 	evtimer_add(w->lock_ev, &tv);
 
 	w->cmd = redis_new(base, dns, &cfg->redis, "commands");
@@ -684,6 +767,7 @@ worker_free(struct worker *w)
 		run_free(tr);
 	}
 	event_free(w->claim_retry_ev);
+	event_free(w->drain_ev);
 	for (i = 0; i < w->opt.nqueues; i++)
 		free(w->qkeys[i]);
 	free(w->qkeys);

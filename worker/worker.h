@@ -23,6 +23,7 @@ struct worker_options {
 	char **queues; /* queue names, e.g. jobs, sweeps */
 	size_t nqueues;
 	int    drain;
+	int    drain_timeout_ms; /* after SIGTERM, then requeue */
 };
 
 struct task_run;
@@ -64,6 +65,8 @@ struct task_run {
 	char	      *dead;  /* dead letter text, if any */
 	int	       publish_tries;
 	struct event  *retry_ev;
+	const char    *queue_key; /* where it was claimed from, or NULL */
+	int	       returned;  /* given back to its queue at drain time */
 };
 
 /* What a task kind may use. */

@@ -145,6 +145,30 @@ ok $? "and is really gone"
 
 stop_worker
 is "$STOP_RC" 0 "worker stops cleanly"
+# Drain timeout: a task still running when it expires goes back to its
+# queue, nothing is published for it, and the worker exits 0.
+sql "CREATE VIEW $SCHEMA.slow_jobs AS SELECT j.* FROM $SCHEMA.jobs j,
+  (SELECT pg_sleep(4)) s"
+sql "INSERT INTO $SCHEMA.jobs (id, status) VALUES (40, 'completed')"
+CLIPSWEEP_JOBS_TABLE="$SCHEMA.slow_jobs" start_worker --drain-timeout 1
+rcli LPUSH "$NS:queue:jobs" '{"type":"job_cleanup","id":"slow-1","job_id":"40"}' >/dev/null
+claimed() { [ "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" = 1 ]; }
+wait_for claimed
+ok $? "the slow task is claimed"
+t0=$(date +%s%N)
+stop_worker
+t1=$(date +%s%N)
+is "$STOP_RC" 0 "the worker exits 0 at the drain timeout"
+[ $(( (t1 - t0) / 1000000 )) -lt 3500 ]
+ok $? "within the timeout, not after the task ($(( (t1 - t0) / 1000000 )) ms)"
+is "$(rcli LRANGE "$NS:queue:jobs" 0 -1)" '{"type":"job_cleanup","id":"slow-1","job_id":"40"}' \
+  "the unfinished task is back in its queue, unchanged"
+is "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" 0 "and out of the processing list"
+is "$(rcli EXISTS "$NS:result:slow-1")" 0 "no result was published for it"
+start_worker --drain
+wait "$WORKER_PID"
+is "$(rcli GET "$NS:result:slow-1" | json status)" ok "the next worker runs it"
+
 grep -q '"level":"error"' "$T_TMP/worker.log"
 ok $((!$?)) "no error lines in the worker log"
 done_testing
