@@ -11,6 +11,7 @@
 #include <curl/curl.h>
 
 #include "config.h"
+#include "task.h"
 #include "util.h"
 
 static int PRINTF_LIKE(3, 4)
@@ -511,6 +512,29 @@ config_storage(struct config *c, char *err, size_t errlen)
 	return 0;
 }
 
+/* An integer setting from the environment, with its default and bounds. */
+static int
+config_int(const char *name, int def, int min, int max, int *out, char *err,
+    size_t errlen)
+{
+	const char *v = env2(name, NULL);
+	char	   *end;
+	long	    n;
+
+	*out = def;
+	if (v == NULL)
+		return 0;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno != 0 || *end != '\0' || n < min || n > max)
+		return seterr(err, errlen,
+		    "%s must be a whole number from %d "
+		    "to %d, not '%s'",
+		    name, min, max, v);
+	*out = (int)n;
+	return 0;
+}
+
 int
 config_load(struct config *c, int need, char *err, size_t errlen)
 {
@@ -564,6 +588,13 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 			goto fail;
 		}
 	}
+	if (config_int("CLIPSWEEP_MAX_ATTEMPTS", 5, 1, TASK_MAX_ATTEMPT,
+		&c->max_attempts, err, errlen) != 0 ||
+	    config_int("CLIPSWEEP_NOT_READY_RETRY_SECONDS", 600, 0, 86400,
+		&c->not_ready_retry_s, err, errlen) != 0 ||
+	    config_int("CLIPSWEEP_RETRY_BASE_MS", 1000, 1, 3600000,
+		&c->retry_base_ms, err, errlen) != 0)
+		goto fail;
 	v = env2("CLIPSWEEP_NAMESPACE", NULL);
 	c->namespace = xstrdup(v ? v : "clipsweep");
 	v = env2("CLIPSWEEP_WORKER_ID", NULL);

@@ -43,10 +43,13 @@ struct config {
 	char		  *session_token;
 	char *namespace;
 	char  *worker_id;
-	char  *jobs_table;	 /* quoted identifier */
-	char  *clips_table;	 /* quoted identifier */
-	double max_delete_ratio; /* sweep guard, 0 to 1 */
-	double s3_max_rps;	 /* request-rate cap, 0 for none */
+	char  *jobs_table;	  /* quoted identifier */
+	char  *clips_table;	  /* quoted identifier */
+	double max_delete_ratio;  /* sweep guard, 0 to 1 */
+	double s3_max_rps;	  /* request-rate cap, 0 for none */
+	int    max_attempts;	  /* runs of a task that fails transiently */
+	int    not_ready_retry_s; /* how long job_not_found... is retried */
+	int    retry_base_ms;	  /* backoff: full jitter on base * 2^n */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */

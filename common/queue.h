@@ -19,6 +19,7 @@ struct queue_keys {
 	char *dead;	   /* <ns>:dead */
 	char *results;	   /* <ns>:results (pub/sub channel) */
 	char *results_log; /* <ns>:results:log (stream) */
+	char *scheduled;   /* <ns>:scheduled (sorted set, by due time) */
 	char *progress;	   /* <ns>:progress (pub/sub channel) */
 };
 
@@ -46,5 +47,21 @@ typedef void queue_done_cb(void *arg, int ok);
 int queue_finish(struct redis *, const struct queue_keys *, const char *id,
     const char *result, const char *dead, const char *raw, size_t rawlen,
     queue_done_cb *, void *arg) MUST_CHECK;
+
+/*
+ * A retry: remove raw from the processing list and, if it was there,
+ * schedule next (the message for the next attempt) for queue at due_ms,
+ * and publish the interim result.  Same atomicity as queue_finish().
+ */
+int queue_retry(struct redis *, const struct queue_keys *, const char *id,
+    const char *interim, const char *raw, size_t rawlen, const char *queue,
+    const char *next, int64_t due_ms, queue_done_cb *, void *arg) MUST_CHECK;
+
+/*
+ * Move scheduled messages that are due (at most 100) to the left end of
+ * their queues.  Safe with any number of workers doing it at once.
+ */
+int queue_move_due(
+    struct redis *, const struct queue_keys *, int64_t now_ms) MUST_CHECK;
 
 #endif

@@ -10,7 +10,14 @@
 #include "task.h"
 #include "util.h"
 
-enum field_kind { F_STRING, F_BOOL, F_COUNT, F_ID, F_ANY_TIME };
+enum field_kind {
+	F_STRING,
+	F_BOOL,
+	F_COUNT,
+	F_ID,
+	F_ANY_TIME,
+	F_HISTORY,
+};
 
 struct field {
 	const char     *name;
@@ -31,6 +38,9 @@ static const struct field job_cleanup_fields[] = {
     {"job_id", F_ID, 1, 0},
     {"dry_run", F_BOOL, 0, 0},
     {"enqueued_at", F_ANY_TIME, 0, 0},
+    {"attempt", F_COUNT, 0, TASK_MAX_ATTEMPT},
+    {"first_attempt_at", F_COUNT, 0, 1LL << 50},
+    {"history", F_HISTORY, 0, 0},
     {NULL, 0, 0, 0},
 };
 
@@ -43,6 +53,9 @@ static const struct field retention_sweep_fields[] = {
     {"force", F_BOOL, 0, 0},
     {"prefix", F_STRING, 0, 0},
     {"enqueued_at", F_ANY_TIME, 0, 0},
+    {"attempt", F_COUNT, 0, TASK_MAX_ATTEMPT},
+    {"first_attempt_at", F_COUNT, 0, 1LL << 50},
+    {"history", F_HISTORY, 0, 0},
     {NULL, 0, 0, 0},
 };
 
@@ -196,8 +209,21 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 			    f->name, (long long)f->max);
 		if (strcmp(f->name, "retention_days") == 0)
 			t->retention_days = (int64_t)v->valuedouble;
-		else
+		else if (strcmp(f->name, "min_age_hours") == 0)
 			t->min_age_hours = (int64_t)v->valuedouble;
+		else if (strcmp(f->name, "attempt") == 0)
+			t->attempt = (int)v->valuedouble;
+		else
+			t->first_attempt_at = (int64_t)v->valuedouble;
+		return 0;
+	case F_HISTORY:
+		if (!cJSON_IsArray(v) ||
+		    cJSON_GetArraySize(v) > TASK_MAX_ATTEMPT)
+			return reject(err, "invalid_field",
+			    "field 'history' must be an array of at most %d "
+			    "entries",
+			    TASK_MAX_ATTEMPT);
+		t->history = cJSON_Duplicate(v, 1);
 		return 0;
 	case F_ID:
 		return parse_id_field(v, t, err);
@@ -303,6 +329,7 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 	memset(t, 0, sizeof(*t));
 	memset(err, 0, sizeof(*err));
 	t->retention_days = t->min_age_hours = -1;
+	t->attempt = 1;
 	if (len > TASK_MAX_BYTES)
 		return reject(err, "too_large",
 		    "message is %zu bytes, more than "
@@ -361,6 +388,8 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 	t->type_name = spec->name;
 	if (parse_fields(spec, root, t, err) != 0)
 		goto out;
+	if (t->attempt < 1)
+		t->attempt = 1;
 	if (t->id[0] == '\0') {
 		uuid_v4(t->id);
 		t->id_assigned = 1;
@@ -379,6 +408,8 @@ task_free(struct task *t)
 	free(t->job_id);
 	free(t->prefix);
 	cJSON_Delete(t->enqueued_at);
+	cJSON_Delete(t->history);
+	t->history = NULL;
 	t->job_id = t->prefix = NULL;
 	t->enqueued_at = NULL;
 }

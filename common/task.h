@@ -8,9 +8,10 @@
 
 struct cJSON;
 
-#define TASK_MAX_BYTES	(64 * 1024)
-#define TASK_ID_MAX	128
-#define TASK_JOB_ID_MAX 128
+#define TASK_MAX_BYTES	 (64 * 1024)
+#define TASK_ID_MAX	 128
+#define TASK_JOB_ID_MAX	 128
+#define TASK_MAX_ATTEMPT 100
 
 enum task_type {
 	TASK_JOB_CLEANUP,
@@ -33,6 +34,10 @@ struct task {
 	int64_t	       min_age_hours;
 	char	      *prefix;
 	struct cJSON  *enqueued_at; /* echoed back as given */
+	/* Kept by the worker across retries (docs/PROTOCOL.md, Retries). */
+	int	      attempt;		/* 1 for the first run */
+	int64_t	      first_attempt_at; /* ms since the epoch, 0 if unset */
+	struct cJSON *history;		/* [{at, code, message}] or NULL */
 };
 
 /*

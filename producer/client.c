@@ -172,10 +172,21 @@ enq_consider(struct enqueue *e, const char *payload, size_t len)
 		cJSON_Delete(r);
 		return;
 	}
-	if (!e->c->json) {
+	{
+		/* Interim results go to stderr, with or without --json. */
+		const cJSON *code = cJSON_GetObjectItemCaseSensitive(
+		    cJSON_GetArrayItem(
+			cJSON_GetObjectItemCaseSensitive(r, "errors"), 0),
+		    "code");
+		const cJSON *next = cJSON_GetObjectItemCaseSensitive(
+		    r, "next_attempt_at");
+
 		enq_line_clear(e);
-		fprintf(stderr, "clipsweep: task %s is %s\n", e->t->id,
-		    st->valuestring);
+		fprintf(stderr, "clipsweep: task %s is %s%s%s%s%s\n", e->t->id,
+		    st->valuestring, cJSON_IsString(code) ? " after " : "",
+		    cJSON_IsString(code) ? code->valuestring : "",
+		    cJSON_IsString(next) ? "; next attempt at " : "",
+		    cJSON_IsString(next) ? next->valuestring : "");
 	}
 	cJSON_Delete(e->last);
 	e->last = r;

@@ -209,7 +209,10 @@ cleanup_delete(struct cleanup *c)
 		}
 	}
 	if (c->tr->task.dry_run || n == 0) {
-		cleanup_report(c, deleted, failed ? "partial" : "ok");
+		cleanup_report(c, deleted,
+		    failed == 0 ? "ok"
+			: n > 0 ? "partial"
+				: "failed");
 		return;
 	}
 	if (s3_delete_objects(worker_s3(c->tr->w), keys, (size_t)n,

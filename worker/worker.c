@@ -17,9 +17,10 @@
 #include "s3.h"
 #include "worker.h"
 
-#define LOCK_TTL_S	 15
-#define LOCK_RENEW_S	 5
-#define PUBLISH_RETRY_MS 1000
+#define LOCK_TTL_S	  15
+#define LOCK_RENEW_S	  5
+#define PUBLISH_RETRY_MS  1000
+#define MOVER_INTERVAL_MS 250
 
 TAILQ_HEAD(task_run_list, task_run);
 
@@ -47,6 +48,7 @@ struct worker {
 	int		      teardown; /* worker_free(): callbacks unwind */
 	size_t	      claim_src;	/* queue index of the claim in flight */
 	struct event *drain_ev;
+	struct event *mover_ev;
 	int	      requeue_pending;
 	struct event *claim_retry_ev;
 	char	      lock_token[37];
@@ -289,6 +291,7 @@ run_free(struct task_run *tr)
 	free(tr->raw);
 	cJSON_free(tr->final);
 	free(tr->dead);
+	cJSON_free(tr->retry_next);
 	free(tr);
 }
 
@@ -324,6 +327,16 @@ run_publish_retry(evutil_socket_t fd, short what, void *arg)
 	run_publish(arg);
 }
 
+/* The queue a task belongs to: where it came from, else its type's. */
+static const char *
+run_queue(const struct task_run *tr)
+{
+	if (tr->queue_key != NULL)
+		return tr->queue_key;
+	return tr->task.type == TASK_RETENTION_SWEEP ? tr->w->keys.sweeps
+						     : tr->w->keys.jobs;
+}
+
 static void
 run_publish(struct task_run *tr)
 {
@@ -331,10 +344,185 @@ run_publish(struct task_run *tr)
 
 	if (w->teardown)
 		return;
+	if (tr->retry_next != NULL) {
+		if (queue_retry(w->cmd, &w->keys, tr->task.id, tr->final,
+			tr->raw, tr->rawlen, run_queue(tr), tr->retry_next,
+			tr->retry_due_ms, run_published, tr) != 0)
+			run_published(tr, 0);
+		return;
+	}
 	if (queue_finish(w->cmd, &w->keys, tr->task.id[0] ? tr->task.id : NULL,
 		tr->final, tr->dead, tr->raw, tr->rawlen, run_published,
 		tr) != 0)
 		run_published(tr, 0);
+}
+
+/*
+ * Retries.  Transient failures (storage or database unavailable) get up to
+ * max_attempts runs; "not ready" ones (the message raced the app's commit:
+ * job_not_found, clips_not_finished) are retried for not_ready_retry_s
+ * since the first attempt.  The delay is full jitter over an exponential,
+ * capped at a minute.  Other failures, refusals and successes are final.
+ */
+#define RETRY_CAP_MS 60000
+
+enum retry_class { RETRY_NONE, RETRY_TRANSIENT, RETRY_NOT_READY };
+
+static enum retry_class
+retry_class(const struct task_run *tr, const char *status, const char **code)
+{
+	static const char *transient[] = {
+	    "storage_unavailable", "database_unavailable"};
+	static const char *not_ready[] = {
+	    "job_not_found", "clips_not_finished"};
+	const cJSON *e;
+	size_t	     i;
+
+	if (strcmp(status, "failed") != 0 && strcmp(status, "partial") != 0)
+		return RETRY_NONE;
+	cJSON_ArrayForEach(e, tr->errors)
+	{
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+		if (!cJSON_IsString(c))
+			continue;
+		*code = c->valuestring;
+		for (i = 0; i < nitems(transient); i++)
+			if (strcmp(c->valuestring, transient[i]) == 0)
+				return RETRY_TRANSIENT;
+		for (i = 0; i < nitems(not_ready) && status[0] == 'f'; i++)
+			if (strcmp(c->valuestring, not_ready[i]) == 0)
+				return RETRY_NOT_READY;
+	}
+	return RETRY_NONE;
+}
+
+static int64_t
+retry_delay_ms(const struct config *cfg, int attempt)
+{
+	int64_t ceiling = cfg->retry_base_ms;
+	int	i;
+
+	for (i = 1; i < attempt && ceiling < RETRY_CAP_MS; i++)
+		ceiling *= 2;
+	if (ceiling > RETRY_CAP_MS)
+		ceiling = RETRY_CAP_MS;
+	return (int64_t)(random() % (ceiling + 1));
+}
+
+/* This attempt's entry for the message's history. */
+static cJSON *
+history_entry(const struct task_run *tr, int64_t at)
+{
+	cJSON	    *h = cJSON_CreateObject();
+	const cJSON *e = cJSON_GetArrayItem(tr->errors, 0);
+	const cJSON *code = cJSON_GetObjectItemCaseSensitive(e, "code");
+	const cJSON *msg = cJSON_GetObjectItemCaseSensitive(e, "message");
+	char	     ts[40];
+
+	format_time_ms(at, ts, sizeof(ts));
+	cJSON_AddNumberToObject(h, "attempt", tr->task.attempt);
+	cJSON_AddStringToObject(h, "at", ts);
+	cJSON_AddStringToObject(h, "worker", tr->w->cfg->worker_id);
+	cJSON_AddStringToObject(
+	    h, "code", cJSON_IsString(code) ? code->valuestring : "?");
+	cJSON_AddStringToObject(
+	    h, "message", cJSON_IsString(msg) ? msg->valuestring : "");
+	return h;
+}
+
+/* The history so far plus this attempt; the caller frees it. */
+static cJSON *
+run_history(const struct task_run *tr, int64_t at)
+{
+	cJSON *h = tr->task.history != NULL
+	    ? cJSON_Duplicate(tr->task.history, 1)
+	    : cJSON_CreateArray();
+
+	cJSON_AddItemToArray(h, history_entry(tr, at));
+	return h;
+}
+
+static void
+replace_item(cJSON *o, const char *name, cJSON *v)
+{
+	cJSON_DeleteItemFromObjectCaseSensitive(o, name);
+	cJSON_AddItemToObject(o, name, v);
+}
+
+/* The message for the next attempt: the same task, with its bookkeeping. */
+static char *
+next_message(const struct task_run *tr, int64_t first, int64_t now)
+{
+	cJSON *m = cJSON_ParseWithLength(tr->raw, tr->rawlen);
+	char  *s;
+
+	if (m == NULL)
+		return NULL;
+	replace_item(m, "id", cJSON_CreateString(tr->task.id));
+	replace_item(m, "attempt", cJSON_CreateNumber(tr->task.attempt + 1));
+	replace_item(m, "first_attempt_at", cJSON_CreateNumber((double)first));
+	replace_item(m, "history", run_history(tr, now));
+	s = cJSON_PrintUnformatted(m);
+	cJSON_Delete(m);
+	return s;
+}
+
+static void
+give_up(struct task_run *tr, const char *code, int64_t now)
+{
+	cJSON *d = cJSON_CreateObject(), *reason;
+	char   msg[300], ts[40];
+
+	snprintf(msg, sizeof(msg),
+	    "gave up after %d attempts; the last failed with %s",
+	    tr->task.attempt, code);
+	reason = cJSON_AddObjectToObject(d, "reason");
+	cJSON_AddStringToObject(reason, "code", "retries_exhausted");
+	cJSON_AddStringToObject(reason, "message", msg);
+	cJSON_AddStringToObject(d, "raw", tr->raw);
+	cJSON_AddStringToObject(d, "id", tr->task.id);
+	cJSON_AddStringToObject(d, "worker", tr->w->cfg->worker_id);
+	format_time_ms(now, ts, sizeof(ts));
+	cJSON_AddStringToObject(d, "dead_at", ts);
+	cJSON_AddItemToObject(d, "history", run_history(tr, now));
+	tr->dead = cJSON_PrintUnformatted(d);
+	cJSON_Delete(d);
+	task_run_error(tr, NULL, "retries_exhausted", "%s", msg);
+	logkv(LOG_WARN, "task dead-lettered: retries exhausted", "task_id",
+	    tr->task.id, "code", code, (char *)NULL);
+}
+
+/* Returns 1 when the task is to run again (its result is interim). */
+static int
+run_retry_or_give_up(struct task_run *tr, const char *status, int64_t now)
+{
+	const struct config *cfg = tr->w->cfg;
+	const char	    *code = NULL;
+	enum retry_class     rc = retry_class(tr, status, &code);
+	int64_t		     first = tr->task.first_attempt_at > 0
+			 ? tr->task.first_attempt_at
+			 : tr->started_ms;
+	char		     ts[40];
+
+	if (rc == RETRY_NONE)
+		return 0;
+	if ((rc == RETRY_TRANSIENT && tr->task.attempt >= cfg->max_attempts) ||
+	    (rc == RETRY_NOT_READY &&
+		now - first >= (int64_t)cfg->not_ready_retry_s * 1000) ||
+	    tr->task.attempt >= TASK_MAX_ATTEMPT) {
+		/* With retries off (one attempt allowed) a failure is plain. */
+		if (tr->task.attempt > 1)
+			give_up(tr, code, now);
+		return 0;
+	}
+	if ((tr->retry_next = next_message(tr, first, now)) == NULL)
+		return 0;
+	tr->retry_due_ms = now + retry_delay_ms(cfg, tr->task.attempt);
+	format_time_ms(tr->retry_due_ms, ts, sizeof(ts));
+	cJSON_AddNumberToObject(tr->result, "attempt", tr->task.attempt);
+	cJSON_AddStringToObject(tr->result, "next_attempt_at", ts);
+	cJSON_AddStringToObject(tr->result, "retry_code", code);
+	return 1;
 }
 
 void
@@ -352,6 +540,8 @@ task_run_finish(struct task_run *tr, const char *status)
 		    "task_id", tr->task.id, "status", status, (char *)NULL);
 		return;
 	}
+	if (run_retry_or_give_up(tr, status, end))
+		status = "retrying";
 	tr->final = result_text(tr, status, end);
 	snprintf(dur, sizeof(dur), "%lld",
 	    (long long)((mono_us() - tr->started_us) / 1000));
@@ -691,10 +881,26 @@ redis_state(struct redis *r, int up, void *arg)
 	maybe_exit(w);
 }
 
+/*
+ * Every worker moves due retries from the schedule to their queues; the
+ * script makes that safe with any number of workers.
+ */
+static void
+move_due(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->teardown || !redis_is_ready(w->cmd))
+		return;
+	if (queue_move_due(w->cmd, &w->keys, now_ms()) != 0)
+		log_debug("retries not moved: Redis is down");
+}
+
 struct worker *
 worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
     const struct worker_options *opt)
 {
+	struct timeval	mover_tv = {0, MOVER_INTERVAL_MS * 1000};
 	struct worker  *w = xcalloc(1, sizeof(*w));
 	struct s3_creds creds;
 	struct timeval	tv = {LOCK_RENEW_S, 0};
@@ -714,6 +920,8 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
 	w->claim_retry_ev = evtimer_new(base, claim_retry, w);
 	w->drain_ev = evtimer_new(base, drain_expired, w);
+	w->mover_ev = event_new(base, -1, EV_PERSIST, move_due, w);
+	evtimer_add(w->mover_ev, &mover_tv);
 	evtimer_add(w->lock_ev, &tv);
 
 	w->cmd = redis_new(base, dns, &cfg->redis, "commands");
@@ -768,6 +976,7 @@ worker_free(struct worker *w)
 	}
 	event_free(w->claim_retry_ev);
 	event_free(w->drain_ev);
+	event_free(w->mover_ev);
 	for (i = 0; i < w->opt.nqueues; i++)
 		free(w->qkeys[i]);
 	free(w->qkeys);

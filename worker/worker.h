@@ -65,8 +65,10 @@ struct task_run {
 	char	      *dead;  /* dead letter text, if any */
 	int	       publish_tries;
 	struct event  *retry_ev;
-	const char    *queue_key; /* where it was claimed from, or NULL */
-	int	       returned;  /* given back to its queue at drain time */
+	const char    *queue_key;  /* where it was claimed from, or NULL */
+	char	      *retry_next; /* the next attempt's message, if any */
+	int64_t	       retry_due_ms;
+	int	       returned; /* given back to its queue at drain time */
 };
 
 /* What a task kind may use. */

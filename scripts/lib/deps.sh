@@ -15,7 +15,7 @@
 # to be installed with apt.
 
 CLIPSWEEP_APT_PACKAGES=(
-  meson ninja-build pkg-config gcc
+  meson ninja-build pkg-config gcc clang libclang-rt-dev
   libevent-dev libhiredis-dev libssl-dev libcjson-dev libcurl4-openssl-dev
   libpq-dev libexpat1-dev
   redis-server redis-tools postgresql postgresql-client

@@ -113,6 +113,8 @@ SCHEMA="s_$T_ID"
 export CLIPSWEEP_JOBS_TABLE="$SCHEMA.jobs"
 export CLIPSWEEP_CLIPS_TABLE="$SCHEMA.clips"
 NS=$CLIPSWEEP_NAMESPACE
+# A missing job is final at once unless a test asks for retries.
+export CLIPSWEEP_NOT_READY_RETRY_SECONDS=${CLIPSWEEP_NOT_READY_RETRY_SECONDS:-0}
 
 rcli() { redis-cli -u "$REDIS_URL" --no-auth-warning "$@"; }
 sql() { psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -At -c "$1"; }

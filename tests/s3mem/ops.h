@@ -16,17 +16,15 @@ void op_bucket_location(struct s3req *);
 
 /* ops_list.c: ListObjects (v1) and ListObjectsV2 (list-type=2) */
 void op_list_objects(struct s3req *);
-/*
- * Fault injection for tests: after n listing requests have been answered,
- * the next m get 500 InternalError (m < 0: all of them); n < 0: never.
- */
-void ops_list_fail_after(long n, long m);
 
 /* ops_delete.c: DeleteObjects (POST ?delete) */
 void op_delete_objects(struct s3req *);
 
 /* ops_seed.c: POST ?s3mem-seed, see s3mem.c */
 void op_seed(struct s3req *);
+
+/* ops_faults.c: GET and POST /?s3mem-faults, see s3mem.c */
+void op_faults(struct s3req *);
 
 /* ops_object.c */
 /*

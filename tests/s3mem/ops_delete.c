@@ -2,7 +2,8 @@
  * DeleteObjects: POST /BUCKET?delete with
  *   <Delete><Quiet>true</Quiet><Object><Key>k</Key></Object>...</Delete>
  * parsed with expat.  Like S3: Content-MD5 is required, at most 1000
- * objects, anything else is MalformedXML; Quiet lists errors only.
+ * objects, anything else is MalformedXML; Quiet lists errors only.  Keys
+ * the fault rules pick (key-error, key-rate) get an Error entry and stay.
  * Elements are matched by local name whatever their namespace; a DOCTYPE
  * (and with it any entity declaration) is refused.
  */
@@ -208,21 +209,35 @@ del_parse_run(struct del_parse *dp, const char *body, size_t len)
 }
 
 static void
-add_result(struct buf *out, const struct del_parse *dp, const struct del_key *k,
-    struct bucket *b)
+add_error(struct buf *out, const struct del_key *k, const char *code,
+    const char *message)
 {
+	buf_adds(out, "<Error>");
+	xml_elem(out, "Key", k->key, k->len, 0);
+	xml_elem_str(out, "Code", code, 0);
+	xml_elem_str(out, "Message", message, 0);
+	buf_adds(out, "</Error>");
+}
+
+static void
+add_result(struct buf *out, const struct del_parse *dp, const struct del_key *k,
+    struct s3req *r)
+{
+	const char *code;
+
 	if (k->too_long || k->len == 0) {
-		buf_adds(out, "<Error>");
-		xml_elem(out, "Key", k->key, k->len, 0);
-		xml_elem_str(out, "Code",
-		    k->too_long ? "KeyTooLongError" : "InvalidArgument", 0);
-		xml_elem_str(out, "Message",
-		    k->too_long ? "Your key is too long" : "The key is empty",
-		    0);
-		buf_adds(out, "</Error>");
+		add_error(out, k,
+		    k->too_long ? "KeyTooLongError" : "InvalidArgument",
+		    k->too_long ? "Your key is too long" : "The key is empty");
 		return;
 	}
-	bucket_delete(b, k->key, k->len);
+	if ((code = faults_key_error(
+		 r->srv->faults, &r->fault, k->key, k->len)) != NULL) {
+		add_error(
+		    out, k, code, "s3mem fault: this key was not deleted");
+		return;
+	}
+	bucket_delete(r->bucket, k->key, k->len);
 	if (dp->quiet)
 		return;
 	buf_adds(out, "<Deleted>");
@@ -250,7 +265,7 @@ op_delete_objects(struct s3req *r)
 	buf_init(&out);
 	buf_adds(&out, XML_DECL "<DeleteResult xmlns=\"" S3_XMLNS "\">");
 	for (i = 0; i < dp.nkeys; i++)
-		add_result(&out, &dp, &dp.keys[i], r->bucket);
+		add_result(&out, &dp, &dp.keys[i], r);
 	buf_adds(&out, "</DeleteResult>");
 	reply(r, 200, &out);
 	buf_free(&out);

@@ -354,30 +354,6 @@ write_v1(struct buf *out, struct s3req *r, const struct list_params *p,
 		    out, "NextMarker", pg->last.data, pg->last.len, p->urlenc);
 }
 
-static long list_fail_after = -1;
-static long list_fail_count = -1;
-static long list_answered;
-
-void
-ops_list_fail_after(long n, long m)
-{
-	list_fail_after = n;
-	list_fail_count = m;
-	list_answered = 0;
-}
-
-/* True when this listing request is one the fault injection fails. */
-static int
-list_fault(void)
-{
-	long k;
-
-	if (list_fail_after < 0)
-		return 0;
-	k = list_answered++ - list_fail_after;
-	return k >= 0 && (list_fail_count < 0 || k < list_fail_count);
-}
-
 void
 op_list_objects(struct s3req *r)
 {
@@ -385,13 +361,6 @@ op_list_objects(struct s3req *r)
 	struct list_page   pg;
 	struct buf	   out;
 
-	if (list_fault()) {
-		reply_error(r, 500, "InternalError",
-		    "injected fault: listing "
-		    "fails after %ld requests",
-		    list_fail_after);
-		return;
-	}
 	if (parse_params(r, &p) != 0)
 		return;
 	memset(&pg, 0, sizeof(pg));

@@ -1,6 +1,7 @@
 /*
  * Request handling: split the target into bucket and key, authenticate,
- * pick the operation, reply.  Operations live in ops_*.c.
+ * consult the fault rules, pick the operation, reply.  Operations live in
+ * ops_*.c; late and dropped replies in delivery.c.
  */
 #include <sys/socket.h>
 
@@ -59,6 +60,8 @@ reason(int status)
 		return "Range Not Satisfiable";
 	case 501:
 		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
 	default:
 		return "Internal Server Error";
 	}
@@ -70,13 +73,75 @@ reply_headers(struct s3req *r)
 	return evhttp_request_get_output_headers(r->req);
 }
 
+static const char *
+outcome_name(enum fault_outcome o)
+{
+	switch (o) {
+	case FAULT_RESET:
+		return "reset";
+	case FAULT_CLOSE:
+		return "close";
+	case FAULT_STALL:
+		return "stall";
+	default:
+		return "error";
+	}
+}
+
+/* status 0: no answer (the fault's outcome). */
 static void
 log_request(const struct s3req *r, int status)
 {
+	const struct fault_decision *d = &r->fault;
+	struct buf		     fault;
+
 	if (!r->srv->verbose)
 		return;
-	fprintf(stderr, "s3mem: %s %s %d %.3fms\n", r->method, r->uri, status,
-	    (double)(mono_us() - r->start_us) / 1000.0);
+	buf_init(&fault);
+	if (d->rule != 0)
+		buf_addf(&fault, " rule %d", d->rule);
+	if (d->delay_ms != 0)
+		buf_addf(&fault, " +%lldms", (long long)d->delay_ms);
+	if (d->keys != NULL)
+		buf_adds(&fault, " per-key");
+	fprintf(stderr, "s3mem: %s %s ", r->method, r->uri);
+	if (status != 0)
+		fprintf(stderr, "%d", status);
+	else
+		fprintf(stderr, "%s", outcome_name(d->outcome));
+	fprintf(stderr, " %.3fms%s%s\n",
+	    (double)(mono_us() - r->start_us) / 1000.0,
+	    fault.len > 0 ? " fault:" : "", fault.len > 0 ? fault.data : "");
+	buf_free(&fault);
+}
+
+/* The fault's outcome instead of an answer. */
+static void
+reply_fault(struct s3req *r)
+{
+	switch (r->fault.outcome) {
+	case FAULT_ANSWER:
+		break;
+	case FAULT_ERROR_500:
+		reply_error(r, 500, "InternalError",
+		    "We encountered an internal error. Please try again. "
+		    "(s3mem fault rule %d)",
+		    r->fault.rule);
+		break;
+	case FAULT_ERROR_503:
+		reply_error(r, 503, "SlowDown",
+		    "Please reduce your request rate. (s3mem fault rule %d)",
+		    r->fault.rule);
+		break;
+	case FAULT_RESET:
+	case FAULT_CLOSE:
+	case FAULT_STALL:
+		r->replied = 1;
+		delivery_drop(r->srv->delivery, r->req, r->fault.outcome,
+		    r->fault.delay_ms);
+		log_request(r, 0);
+		break;
+	}
 }
 
 void
@@ -87,6 +152,13 @@ reply_bytes(struct s3req *r, int status, const void *p, size_t n)
 
 	if (r->replied)
 		return;
+	if (r->fault.applied) {
+		/* The operation ran: only its answer is replaced. */
+		r->fault.applied = 0;
+		evhttp_clear_headers(h);
+		reply_fault(r);
+		return;
+	}
 	r->replied = 1;
 	evhttp_add_header(h, "x-amz-request-id", r->request_id);
 	evhttp_add_header(h, "Server", "s3mem");
@@ -103,8 +175,8 @@ reply_bytes(struct s3req *r, int status, const void *p, size_t n)
 		evhttp_send_error(r->req, 500, NULL);
 		return;
 	}
-	evhttp_send_reply(r->req, status, reason(status), out);
-	evbuffer_free(out);
+	delivery_send(r->srv->delivery, r->req, status, reason(status), out,
+	    r->fault.delay_ms);
 	log_request(r, status);
 }
 
@@ -312,13 +384,58 @@ dispatch_object(struct s3req *r, enum evhttp_cmd_type cmd)
 	}
 }
 
+static int
+is_extension(const struct s3req *r)
+{
+	return (r->bucket_name == NULL &&
+		   query_find(&r->query, "s3mem-faults") != NULL) ||
+	    (r->bucket_name != NULL && r->key == NULL &&
+		query_find(&r->query, "s3mem-seed") != NULL);
+}
+
+/* What dispatch() will make of the request, for the fault rules. */
+static enum fault_op
+request_op(const struct s3req *r)
+{
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(r->req);
+
+	if (is_extension(r))
+		return FAULT_OP_NONE;
+	if (r->bucket_name == NULL)
+		return FAULT_OP_BUCKET;
+	if (r->key == NULL) {
+		if (cmd == EVHTTP_REQ_GET &&
+		    query_find(&r->query, "location") == NULL)
+			return FAULT_OP_LIST;
+		if (cmd == EVHTTP_REQ_POST &&
+		    query_find(&r->query, "delete") != NULL)
+			return FAULT_OP_DELETE_OBJECTS;
+		return FAULT_OP_BUCKET;
+	}
+	switch (cmd) {
+	case EVHTTP_REQ_PUT:
+		return FAULT_OP_PUT;
+	case EVHTTP_REQ_GET:
+		return FAULT_OP_GET;
+	case EVHTTP_REQ_HEAD:
+		return FAULT_OP_HEAD;
+	case EVHTTP_REQ_DELETE:
+		return FAULT_OP_DELETE;
+	default:
+		return FAULT_OP_BUCKET;
+	}
+}
+
 static void
 dispatch(struct s3req *r)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(r->req);
 	const char	    *sub;
 
-	if ((sub = unsupported_subresource(r)) != NULL)
+	if (r->bucket_name == NULL &&
+	    query_find(&r->query, "s3mem-faults") != NULL)
+		op_faults(r);
+	else if ((sub = unsupported_subresource(r)) != NULL)
 		reply_error(r, 501, "NotImplemented",
 		    "s3mem does not implement the ?%s subresource.", sub);
 	else if (r->bucket_name == NULL && cmd == EVHTTP_REQ_GET)
@@ -393,7 +510,11 @@ handle(struct evhttp_request *req, void *arg)
 	}
 	if (split_target(&r) != 0)
 		goto out;
-	dispatch(&r);
+	faults_decide(srv->faults, request_op(&r), &r.fault);
+	if (r.fault.outcome != FAULT_ANSWER && !r.fault.applied)
+		reply_fault(&r);
+	else
+		dispatch(&r);
 	if (!r.replied)
 		reply_error(&r, 500, "InternalError",
 		    "s3mem did not answer this request.");
@@ -413,6 +534,7 @@ server_listen(struct server *srv, const char *host, int port, int *bound_port,
 	struct sockaddr_storage	    ss;
 	socklen_t		    sslen = sizeof(ss);
 
+	srv->delivery = delivery_new(srv->base);
 	if ((srv->http = evhttp_new(srv->base)) == NULL) {
 		snprintf(errbuf, errlen, "evhttp_new failed");
 		return -1;
@@ -444,6 +566,9 @@ server_listen(struct server *srv, const char *host, int port, int *bound_port,
 void
 server_close(struct server *srv)
 {
+	/* Before evhttp_free(): see delivery_free(). */
+	delivery_free(srv->delivery);
+	srv->delivery = NULL;
 	if (srv->http != NULL)
 		evhttp_free(srv->http);
 	srv->http = NULL;

@@ -12,6 +12,8 @@
 #include <event2/http.h>
 
 #include "auth.h"
+#include "delivery.h"
+#include "faults.h"
 #include "query.h"
 #include "store.h"
 #include "util.h"
@@ -33,6 +35,8 @@ struct server {
 	struct evhttp	  *http;
 	struct store	  *store;
 	struct auth_config auth;
+	struct faults	  *faults;
+	struct delivery	  *delivery;
 	int		   verbose;
 	uint64_t	   nrequests;
 };
@@ -54,12 +58,14 @@ struct s3req {
 	size_t		       bodylen;
 	int64_t		       start_us;
 	char		       request_id[17];
+	struct fault_decision  fault;
 	int		       replied;
 };
 
 /*
  * Binds host:port (port 0: a free one, returned in *bound_port) and
- * serves on base.  Returns 0, or -1 with a message in errbuf.
+ * serves on base, with srv->faults consulted for every request.  Returns
+ * 0, or -1 with a message in errbuf.
  */
 int  server_listen(struct server *, const char *host, int port, int *bound_port,
      char *errbuf, size_t errlen) MUST_CHECK;
@@ -70,6 +76,8 @@ struct evkeyvalq *reply_headers(struct s3req *);
 /*
  * Sends the reply with body (XML unless a Content-Type was set; NULL: no
  * body).  For HEAD the body is dropped and Content-Length, if set, kept.
+ * The request's fault decision may delay it, or replace it when the
+ * fault is "applied".
  */
 void reply(struct s3req *, int status, const struct buf *body);
 /* Sends the same with raw bytes. */

@@ -54,6 +54,30 @@ test_valid(void)
 }
 
 static void
+test_retry_fields(void)
+{
+	struct task	  t;
+	struct task_error err;
+	const char	 *m = "{\"type\":\"job_cleanup\",\"job_id\":\"1\","
+			      "\"attempt\":3,\"first_attempt_at\":1763728560123,"
+			      "\"history\":[{\"code\":\"job_not_found\"}]}";
+
+	ok(task_parse(m, strlen(m), &t, &err) == 0, "retry bookkeeping parses");
+	is_int(t.attempt, 3, "attempt");
+	is_int(t.first_attempt_at, 1763728560123LL, "first_attempt_at");
+	is_int(cJSON_GetArraySize(t.history), 1, "history kept");
+	task_free(&t);
+	m = "{\"type\":\"job_cleanup\",\"job_id\":\"1\"}";
+	ok(task_parse(m, strlen(m), &t, &err) == 0 && t.attempt == 1,
+	    "a first message is attempt 1");
+	task_free(&t);
+	m = "{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"history\":{}}";
+	ok(task_parse(m, strlen(m), &t, &err) != 0 &&
+		strcmp(err.code, "invalid_field") == 0,
+	    "history must be an array");
+}
+
+static void
 test_id_reported(void)
 {
 	struct task	  t;
@@ -139,6 +163,7 @@ main(void)
 {
 	test_valid();
 	test_id_reported();
+	test_retry_fields();
 	test_rejects();
 	return tap_done();
 }

@@ -1,0 +1,25 @@
+/*
+ * Shared by the libFuzzer targets: the entry point's prototype and the
+ * check that turns a broken invariant into a crash libFuzzer records.
+ */
+#ifndef CLIPSWEEP_FUZZ_H
+#define CLIPSWEEP_FUZZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *, size_t);
+
+/* Abort, naming the invariant, when cond is false. */
+#define FUZZ_CHECK(cond)                                                       \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: invariant broken: %s\n",       \
+			    __FILE__, __LINE__, #cond);                        \
+			abort();                                               \
+		}                                                              \
+	} while (0)
+
+#endif
