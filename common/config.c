@@ -309,6 +309,23 @@ storage_split_path(const char *path, int with_bucket, struct storage_url *s,
 	return 0;
 }
 
+/* S3's bucket naming rules, which also keep the name safe in a path. */
+static int
+bucket_name_ok(const char *b)
+{
+	size_t n = strlen(b), i;
+
+	if (n < 3 || n > 63 || !isalnum((unsigned char)b[0]) ||
+	    !isalnum((unsigned char)b[n - 1]))
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!(islower((unsigned char)b[i]) ||
+			isdigit((unsigned char)b[i]) || b[i] == '.' ||
+			b[i] == '-'))
+			return 0;
+	return strstr(b, "..") == NULL;
+}
+
 int
 storage_url_parse(const char *url, const char *region, struct storage_url *s,
     char *err, size_t errlen)
@@ -358,6 +375,12 @@ storage_url_parse(const char *url, const char *region, struct storage_url *s,
 	if (storage_split_path(
 		path ? path : "", !s->virtual_hosted, s, err, errlen) != 0)
 		goto out;
+	if (!bucket_name_ok(s->bucket)) {
+		seterr(err, errlen,
+		    "CLOUDCUBE_URL bucket is not a valid S3 bucket name "
+		    "(3 to 63 of a-z, 0-9, '.' and '-')");
+		goto out;
+	}
 	if (region != NULL && *region != '\0')
 		s->region = xstrdup(region);
 	else if (cloudcube_region(s->bucket) != NULL)

@@ -382,6 +382,15 @@ sx_feed(struct sx *s, const char *data, size_t len)
 	}
 	if (len == 0)
 		return 0;
+	/*
+	 * UTF-8 XML never holds a NUL; a body that does is UTF-16 or worse,
+	 * and expat would guess its encoding differently depending on how
+	 * the body was split.  Refuse it whatever the split.
+	 */
+	if (memchr(data, '\0', len) != NULL) {
+		sx_setf(s, "document holds a NUL byte (not UTF-8 XML)");
+		return -1;
+	}
 	s->fed += len;
 	/* len <= S3XML_MAX_DOCUMENT, well within an int. */
 	if (XML_Parse(s->xp, data, (int)len, XML_FALSE) != XML_STATUS_OK) {

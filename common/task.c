@@ -228,7 +228,8 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 	case F_ID:
 		return parse_id_field(v, t, err);
 	case F_ANY_TIME:
-		if (!cJSON_IsString(v) && !cJSON_IsNumber(v))
+		if ((!cJSON_IsString(v) && !cJSON_IsNumber(v)) ||
+		    (cJSON_IsNumber(v) && !isfinite(v->valuedouble)))
 			return reject(err, "invalid_field",
 			    "field '%s' must be "
 			    "a timestamp string or a number",

@@ -18,6 +18,7 @@
  *    url_redact() of the same URL.
  */
 #include <ctype.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -131,14 +132,18 @@ storage_check(const struct storage_url *s, const char *region)
 	    s->virtual_hosted == ends_with_ci(s->host, ".amazonaws.com"));
 	FUZZ_CHECK(s->bucket != NULL && strchr(s->bucket, '/') == NULL);
 	/*
-	 * KNOWN(3), see README.md: a virtual-hosted host with a leading dot
-	 * (https://.s3.amazonaws.com/cube/) gives an empty bucket, and a
-	 * path-style bucket may be "." or ".." (http://host/%2E/cube/).
+	 * known finding 3 (README.md): the bucket is not checked.  It is empty
+	 * for a virtual-hosted host with a leading dot
+	 * (https://.s3.amazonaws.com/cube/), and a path-style bucket may be
+	 * "." or ".." (http://host/%2E/cube/), hold DEL (%7F) or not be
+	 * UTF-8.
 	 */
-	if (!(s->virtual_hosted && s->host[0] == '.') &&
-	    strcmp(s->bucket, ".") != 0 && strcmp(s->bucket, "..") != 0)
+	if (!FUZZ_TOLERATE(3))
 		FUZZ_CHECK(
 		    key_unsafe_reason(s->bucket, strlen(s->bucket)) == NULL);
+	else
+		FUZZ_CHECK(s->bucket[0] != '\0' ||
+		    (s->virtual_hosted && s->host[0] == '.'));
 	FUZZ_CHECK(s->prefix != NULL);
 	n = strlen(s->prefix);
 	FUZZ_CHECK(
@@ -197,17 +202,19 @@ count_occurrences(const char *hay, const char *needle)
 
 /*
  * Whether the redacted forms must not contain the password: when it is
- * alphanumeric (never percent-encoded), at least 4 characters, appears in
- * the URL only once (as the password), and could not be part of the
- * scheme, the user, the host or a number that the redacted form shows.
+ * alphanumeric, at least 4 characters, written as is in the URL's only
+ * userinfo ("scheme://[user]:PASSWORD@") and nowhere else in it, and could
+ * not be part of the scheme, the user, the host or a number that the
+ * redacted form shows.
  */
 static int
 password_must_hide(const char *url, const struct redis_url *r)
 {
-	const char *pw = r->password, *p;
+	const char *pw = r->password, *p, *at;
+	size_t	    n;
 	int	    digits = 1;
 
-	if (pw == NULL || strlen(pw) < 4)
+	if (pw == NULL || (n = strlen(pw)) < 4)
 		return 0;
 	for (p = pw; *p != '\0'; p++) {
 		if (!isalnum((unsigned char)*p))
@@ -215,6 +222,10 @@ password_must_hide(const char *url, const struct redis_url *r)
 		if (!isdigit((unsigned char)*p))
 			digits = 0;
 	}
+	if ((p = strstr(url, "://")) == NULL || (at = strchr(p, '@')) == NULL ||
+	    strchr(at + 1, '@') != NULL || (size_t)(at - p) < 3 + n + 1 ||
+	    memcmp(at - n, pw, n) != 0 || at[-(ptrdiff_t)n - 1] != ':')
+		return 0;
 	return !digits && count_occurrences(url, pw) == 1 &&
 	    strstr("rediss", pw) == NULL && strstr(r->host, pw) == NULL &&
 	    (r->user == NULL || strstr(r->user, pw) == NULL);

@@ -108,9 +108,9 @@ request_fd(struct evhttp_request *req)
 
 /*
  * Drops the request's connection without an answer.  evhttp shuts the
- * socket down before closing it, which sends a FIN even with SO_LINGER
- * 0; an abort wants the RST first.  Linux aborts a TCP connection on
- * connect() to AF_UNSPEC.
+ * socket down before it closes it, so with SO_LINGER 0 alone the client
+ * would read a FIN (EOF) before the RST.  connect() to AF_UNSPEC aborts a
+ * TCP connection at once on Linux: the RST comes first.
  */
 static void
 drop_connection(struct evhttp_request *req, int abort)

@@ -30,6 +30,7 @@ struct fault_rule {
 	size_t		   key_match_len;
 	double		   key_rate;
 	char		   key_code[MAX_CODE];
+	int		   key_code_set;
 	uint64_t	   matched; /* counters */
 	uint64_t	   fired;
 	uint64_t	   key_errors;
@@ -145,129 +146,209 @@ parse_op(const char *v, unsigned *ops)
 	return -1;
 }
 
-static int
+static const char *
+set_op(struct fault_rule *fr, const char *v)
+{
+	if (parse_op(v, &fr->ops) != 0)
+		return "op wants list, head, get, put, delete, delete-objects, "
+		       "bucket or any";
+	return NULL;
+}
+
+static const char *
+set_after(struct fault_rule *fr, const char *v)
+{
+	if (parse_long(v, 0, LONG_MAX, &fr->after) != 0)
+		return "after wants a count";
+	return NULL;
+}
+
+static const char *
+set_nth(struct fault_rule *fr, const char *v)
+{
+	if (parse_long(v, 1, LONG_MAX, &fr->nth) != 0)
+		return "nth wants a number from 1";
+	return NULL;
+}
+
+static const char *
+set_every(struct fault_rule *fr, const char *v)
+{
+	if (parse_long(v, 1, LONG_MAX, &fr->every) != 0)
+		return "every wants a number from 1";
+	return NULL;
+}
+
+static const char *
+set_count(struct fault_rule *fr, const char *v)
+{
+	if (parse_long(v, 0, LONG_MAX, &fr->count) != 0)
+		return "count wants a count";
+	return NULL;
+}
+
+static const char *
+set_rate(struct fault_rule *fr, const char *v)
+{
+	if (parse_prob(v, &fr->rate) != 0)
+		return "rate wants a probability from 0 to 1";
+	return NULL;
+}
+
+static const char *
+set_delay(struct fault_rule *fr, const char *v)
+{
+	long n;
+
+	if (parse_long(v, 0, MAX_DELAY_MS, &n) != 0)
+		return "delay wants milliseconds, at most 3600000";
+	fr->delay_ms = n;
+	return NULL;
+}
+
+static const char *
+set_jitter(struct fault_rule *fr, const char *v)
+{
+	long n;
+
+	if (parse_long(v, 0, MAX_DELAY_MS, &n) != 0)
+		return "jitter wants milliseconds, at most 3600000";
+	fr->jitter_ms = n;
+	return NULL;
+}
+
+static const char *
 set_outcome(struct fault_rule *fr, enum fault_outcome o)
 {
 	if (fr->outcome != FAULT_ANSWER && fr->outcome != o)
-		return -1;
+		return "error, reset, close and stall exclude each other";
 	fr->outcome = o;
-	return 0;
+	return NULL;
 }
 
-static int
-parse_key_match(struct fault_rule *fr, const char *v)
+static const char *
+set_error(struct fault_rule *fr, const char *v)
+{
+	if (v != NULL && strcmp(v, "500") == 0)
+		return set_outcome(fr, FAULT_ERROR_500);
+	if (v != NULL && strcmp(v, "503") == 0)
+		return set_outcome(fr, FAULT_ERROR_503);
+	return "error wants 500 or 503";
+}
+
+static const char *
+set_reset(struct fault_rule *fr, const char *v)
+{
+	if (v != NULL)
+		return "reset takes no value";
+	return set_outcome(fr, FAULT_RESET);
+}
+
+static const char *
+set_close(struct fault_rule *fr, const char *v)
+{
+	if (v != NULL)
+		return "close takes no value";
+	return set_outcome(fr, FAULT_CLOSE);
+}
+
+static const char *
+set_stall(struct fault_rule *fr, const char *v)
+{
+	if (v != NULL)
+		return "stall takes no value";
+	return set_outcome(fr, FAULT_STALL);
+}
+
+static const char *
+set_applied(struct fault_rule *fr, const char *v)
+{
+	if (v != NULL)
+		return "applied takes no value";
+	fr->applied = 1;
+	return NULL;
+}
+
+static const char *
+set_key_error(struct fault_rule *fr, const char *v)
 {
 	struct buf b;
 
 	buf_init(&b);
 	if (v == NULL || *v == '\0' || pct_decode(&b, v, strlen(v), 0) != 0) {
 		buf_free(&b);
-		return -1;
+		return "key-error wants a non-empty substring (%XX-escapes "
+		       "allowed)";
 	}
 	free(fr->key_match);
 	fr->key_match_len = b.len;
 	fr->key_match = buf_steal(&b);
-	return 0;
+	return NULL;
 }
 
-static int
-parse_key_code(struct fault_rule *fr, const char *v)
+static const char *
+set_key_rate(struct fault_rule *fr, const char *v)
+{
+	if (parse_prob(v, &fr->key_rate) != 0)
+		return "key-rate wants a probability from 0 to 1";
+	return NULL;
+}
+
+static const char *
+set_key_code(struct fault_rule *fr, const char *v)
 {
 	size_t i, n = v != NULL ? strlen(v) : 0;
 
 	if (n == 0 || n >= sizeof(fr->key_code))
-		return -1;
+		return "key-code wants an S3 error code";
 	for (i = 0; i < n; i++)
 		if (!((v[i] >= 'A' && v[i] <= 'Z') ||
 			(v[i] >= 'a' && v[i] <= 'z') ||
 			(v[i] >= '0' && v[i] <= '9')))
-			return -1;
+			return "key-code wants letters and digits";
 	memcpy(fr->key_code, v, n + 1);
-	return 0;
+	fr->key_code_set = 1;
+	return NULL;
 }
 
-/* Flags have no value (v NULL).  Returns NULL, or why the token is bad. */
+/* The rule language's words; a flag gets a NULL value. */
+static const struct setting {
+	const char *name;
+	const char *(*set)(struct fault_rule *, const char *value);
+} settings[] = {
+    {"op", set_op},
+    {"after", set_after},
+    {"nth", set_nth},
+    {"every", set_every},
+    {"count", set_count},
+    {"rate", set_rate},
+    {"delay", set_delay},
+    {"jitter", set_jitter},
+    {"error", set_error},
+    {"reset", set_reset},
+    {"close", set_close},
+    {"stall", set_stall},
+    {"applied", set_applied},
+    {"key-error", set_key_error},
+    {"key-rate", set_key_rate},
+    {"key-code", set_key_code},
+};
+
+/* Returns NULL, or why the setting is bad. */
 static const char *
 parse_setting(struct fault_rule *fr, const char *name, const char *v)
 {
-	long n;
+	size_t i;
 
-	if (strcmp(name, "op") == 0)
-		return parse_op(v, &fr->ops) == 0
-		    ? NULL
-		    : "op wants list, head, get, put, delete, "
-		      "delete-objects, bucket or any";
-	if (strcmp(name, "after") == 0)
-		return parse_long(v, 0, LONG_MAX, &fr->after) == 0
-		    ? NULL
-		    : "after wants a count";
-	if (strcmp(name, "nth") == 0)
-		return parse_long(v, 1, LONG_MAX, &fr->nth) == 0
-		    ? NULL
-		    : "nth wants a number from 1";
-	if (strcmp(name, "every") == 0)
-		return parse_long(v, 1, LONG_MAX, &fr->every) == 0
-		    ? NULL
-		    : "every wants a number from 1";
-	if (strcmp(name, "count") == 0)
-		return parse_long(v, 0, LONG_MAX, &fr->count) == 0
-		    ? NULL
-		    : "count wants a count";
-	if (strcmp(name, "rate") == 0)
-		return parse_prob(v, &fr->rate) == 0
-		    ? NULL
-		    : "rate wants a probability from 0 to 1";
-	if (strcmp(name, "delay") == 0 || strcmp(name, "jitter") == 0) {
-		if (parse_long(v, 0, MAX_DELAY_MS, &n) != 0)
-			return "delay and jitter want milliseconds, at most "
-			       "3600000";
-		*(name[0] == 'd' ? &fr->delay_ms : &fr->jitter_ms) = n;
-		return NULL;
-	}
-	if (strcmp(name, "error") == 0) {
-		if (v == NULL ||
-		    (strcmp(v, "500") != 0 && strcmp(v, "503") != 0))
-			return "error wants 500 or 503";
-		return set_outcome(fr,
-			   v[2] == '0' ? FAULT_ERROR_500 : FAULT_ERROR_503) == 0
-		    ? NULL
-		    : "error, reset, close and stall exclude each other";
-	}
-	if (strcmp(name, "reset") == 0 || strcmp(name, "close") == 0 ||
-	    strcmp(name, "stall") == 0) {
-		if (v != NULL)
-			return "reset, close and stall take no value";
-		return set_outcome(fr,
-			   name[0] == 'r'	? FAULT_RESET
-			       : name[0] == 'c' ? FAULT_CLOSE
-						: FAULT_STALL) == 0
-		    ? NULL
-		    : "error, reset, close and stall exclude each other";
-	}
-	if (strcmp(name, "applied") == 0) {
-		fr->applied = 1;
-		return v == NULL ? NULL : "applied takes no value";
-	}
-	if (strcmp(name, "key-error") == 0)
-		return parse_key_match(fr, v) == 0
-		    ? NULL
-		    : "key-error wants a non-empty substring "
-		      "(%XX-escapes allowed)";
-	if (strcmp(name, "key-rate") == 0)
-		return parse_prob(v, &fr->key_rate) == 0
-		    ? NULL
-		    : "key-rate wants a probability from 0 to 1";
-	if (strcmp(name, "key-code") == 0)
-		return parse_key_code(fr, v) == 0
-		    ? NULL
-		    : "key-code wants an S3 error code (letters and "
-		      "digits)";
+	for (i = 0; i < nitems(settings); i++)
+		if (strcmp(name, settings[i].name) == 0)
+			return settings[i].set(fr, v);
 	return "unknown setting (see s3mem.c for the rule language)";
 }
 
 /* The rule's settings taken together. */
 static const char *
-check_rule(struct fault_rule *fr, int key_code_set)
+check_rule(struct fault_rule *fr)
 {
 	int keys = fr->key_match != NULL || fr->key_rate > 0;
 
@@ -277,7 +358,7 @@ check_rule(struct fault_rule *fr, int key_code_set)
 		       "close, stall, key-error or key-rate";
 	if (fr->applied && fr->outcome == FAULT_ANSWER)
 		return "applied goes with error, reset, close or stall";
-	if (key_code_set && !keys)
+	if (fr->key_code_set && !keys)
 		return "key-code goes with key-error or key-rate";
 	if (keys && fr->ops == 0)
 		fr->ops = 1u << FAULT_OP_DELETE_OBJECTS;
@@ -308,7 +389,6 @@ parse_rule(
 	const char *p = s, *end = s + n, *start, *why;
 	struct buf  spec;
 	char	   *t, *eq;
-	int	    key_code_set = 0;
 
 	memset(fr, 0, sizeof(*fr));
 	fr->count = -1;
@@ -326,7 +406,6 @@ parse_rule(
 		t = xstrndup(start, (size_t)(p - start));
 		if ((eq = strchr(t, '=')) != NULL)
 			*eq = '\0';
-		key_code_set |= strcmp(t, "key-code") == 0;
 		why = parse_setting(fr, t, eq != NULL ? eq + 1 : NULL);
 		if (eq != NULL)
 			*eq = '=';
@@ -343,7 +422,7 @@ parse_rule(
 	}
 	fr->spec = buf_steal(&spec);
 	snprintf(tok, toklen, "%s", fr->spec);
-	return check_rule(fr, key_code_set);
+	return check_rule(fr);
 }
 
 struct faults *

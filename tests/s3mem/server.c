@@ -94,9 +94,14 @@ log_request(const struct s3req *r, int status)
 {
 	const struct fault_decision *d = &r->fault;
 	struct buf		     fault;
+	char			     st[16];
 
 	if (!r->srv->verbose)
 		return;
+	if (status != 0)
+		snprintf(st, sizeof(st), "%d", status);
+	else
+		snprintf(st, sizeof(st), "%s", outcome_name(d->outcome));
 	buf_init(&fault);
 	if (d->rule != 0)
 		buf_addf(&fault, " rule %d", d->rule);
@@ -104,12 +109,7 @@ log_request(const struct s3req *r, int status)
 		buf_addf(&fault, " +%lldms", (long long)d->delay_ms);
 	if (d->keys != NULL)
 		buf_adds(&fault, " per-key");
-	fprintf(stderr, "s3mem: %s %s ", r->method, r->uri);
-	if (status != 0)
-		fprintf(stderr, "%d", status);
-	else
-		fprintf(stderr, "%s", outcome_name(d->outcome));
-	fprintf(stderr, " %.3fms%s%s\n",
+	fprintf(stderr, "s3mem: %s %s %s %.3fms%s%s\n", r->method, r->uri, st,
 	    (double)(mono_us() - r->start_us) / 1000.0,
 	    fault.len > 0 ? " fault:" : "", fault.len > 0 ? fault.data : "");
 	buf_free(&fault);

@@ -102,15 +102,24 @@ test_storage_urls(void)
 	ok(storage_url_parse("https://cloud-cube.s3.amazonaws.com/", NULL, &s,
 	       err, sizeof(err)) != 0,
 	    "no cube refused");
-	ok(storage_url_parse("http://h/b/a//b", NULL, &s, err, sizeof(err)) !=
+	ok(storage_url_parse("http://h/bkt/a//b", NULL, &s, err, sizeof(err)) !=
 		0,
 	    "empty segment refused: %s", err);
 	ok(storage_url_parse(
-	       "http://h/b/a/%2e%2e/c", NULL, &s, err, sizeof(err)) != 0,
+	       "http://h/bkt/a/%2e%2e/c", NULL, &s, err, sizeof(err)) != 0,
 	    "encoded dot-dot refused");
 	ok(storage_url_parse("http://u:p@h/b/c", NULL, &s, err, sizeof(err)) !=
 		0,
 	    "credentials in url refused");
+	ok(storage_url_parse("https://.s3.amazonaws.com/cube1", NULL, &s, err,
+	       sizeof(err)) != 0,
+	    "empty bucket refused: %s", err);
+	ok(storage_url_parse(
+	       "http://h/%2E/cube1", NULL, &s, err, sizeof(err)) != 0,
+	    "bucket '.' refused");
+	ok(storage_url_parse(
+	       "http://h/Bad_Bucket/cube1", NULL, &s, err, sizeof(err)) != 0,
+	    "bucket with capitals refused");
 	ok(storage_url_parse("ftp://h/b/c", NULL, &s, err, sizeof(err)) != 0,
 	    "ftp refused");
 }
