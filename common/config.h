@@ -50,6 +50,7 @@ struct config {
 	int    max_attempts;	  /* runs of a task that fails transiently */
 	int    not_ready_retry_s; /* how long job_not_found... is retried */
 	int    retry_base_ms;	  /* backoff: full jitter on base * 2^n */
+	int    lease_s;		  /* a claimed task's lease, renewed */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */

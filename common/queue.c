@@ -10,6 +10,7 @@ void
 queue_keys_init(struct queue_keys *k, const char *ns, const char *worker_id)
 {
 	k->ns = xstrdup(ns);
+	k->worker_id = xstrdup(worker_id);
 	k->jobs = xasprintf("%s:queue:jobs", ns);
 	k->sweeps = xasprintf("%s:queue:sweeps", ns);
 	k->processing = xasprintf("%s:processing:%s", ns, worker_id);
@@ -18,12 +19,16 @@ queue_keys_init(struct queue_keys *k, const char *ns, const char *worker_id)
 	k->results_log = xasprintf("%s:results:log", ns);
 	k->scheduled = xasprintf("%s:scheduled", ns);
 	k->progress = xasprintf("%s:progress", ns);
+	k->leases = xasprintf("%s:leases", ns);
+	k->lock = xasprintf("%s:worker:%s", ns, worker_id);
+	k->stats = xasprintf("%s:stats", ns);
 }
 
 void
 queue_keys_free(struct queue_keys *k)
 {
 	free(k->ns);
+	free(k->worker_id);
 	free(k->jobs);
 	free(k->sweeps);
 	free(k->processing);
@@ -32,6 +37,9 @@ queue_keys_free(struct queue_keys *k)
 	free(k->results_log);
 	free(k->scheduled);
 	free(k->progress);
+	free(k->leases);
+	free(k->lock);
+	free(k->stats);
 	memset(k, 0, sizeof(*k));
 }
 
@@ -56,26 +64,39 @@ static void
 queue_ack_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 {
 	struct queue_txn *t = arg;
-	int ok = reply != NULL && redis_reply_type(reply) == REDIS_R_INTEGER;
+	int		  status = QUEUE_ERROR;
 
-	t->cb(t->arg, ok);
+	if (reply != NULL && redis_reply_type(reply) == REDIS_R_INTEGER)
+		status = redis_reply_int(reply) == 1 ? QUEUE_DONE
+						     : QUEUE_NOT_OURS;
+	t->cb(t->arg, status);
 	free(t);
+}
+
+static struct queue_txn *
+txn_new(queue_done_cb *cb, void *arg)
+{
+	struct queue_txn *t = xmalloc(sizeof(*t));
+
+	t->cb = cb;
+	t->arg = arg;
+	return t;
 }
 
 /*
  * The acknowledgement, atomic and safe to repeat: a retry after a lost
- * reply finds the message gone from the processing list and its result
- * stored, and does nothing.  Removing the message is what makes the rest
- * happen, so one of two identical messages in flight is never acked twice.
+ * reply finds the message gone from the processing list and does nothing.
+ * Removing the message is what makes the rest happen, so one of two
+ * identical messages in flight is never acked twice, and a worker whose
+ * lease expired (the reaper gave the message back to its queue) neither
+ * acks nor publishes for a task it no longer owns.
  *
  * KEYS: processing, result key, results channel, results log, dead list.
  * ARGV: raw message, result ("" for none), dead letter ("" for none),
  * result TTL, results log length.
  */
 static const char ack_script[] =
-    "local removed = redis.call('LREM', KEYS[1], 1, ARGV[1]) "
-    "if removed == 0 and (ARGV[2] == '' or "
-    "redis.call('EXISTS', KEYS[2]) == 1) then return 0 end "
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end "
     "if ARGV[3] ~= '' then redis.call('LPUSH', KEYS[5], ARGV[3]) end "
     "if ARGV[2] ~= '' then "
     "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4]) "
@@ -115,9 +136,7 @@ queue_finish(struct redis *r, const struct queue_keys *k, const char *id,
 	argv[12] = QUEUE_RESULTS_LOG_MAX;
 	for (i = 0; i < 13; i++)
 		lens[i] = i == 8 ? rawlen : strlen(argv[i]);
-	t = xmalloc(sizeof(*t));
-	t->cb = cb;
-	t->arg = arg;
+	t = txn_new(cb, arg);
 	rc = redis_cmd_argv(r, queue_ack_reply, t, 13, argv, lens);
 	free(rkey);
 	if (rc != 0) {
@@ -177,9 +196,7 @@ queue_retry(struct redis *r, const struct queue_keys *k, const char *id,
 	argv[13] = QUEUE_RESULTS_LOG_MAX;
 	for (i = 0; i < 14; i++)
 		lens[i] = i == 8 ? rawlen : strlen(argv[i]);
-	t = xmalloc(sizeof(*t));
-	t->cb = cb;
-	t->arg = arg;
+	t = txn_new(cb, arg);
 	rc = redis_cmd_argv(r, queue_ack_reply, t, 14, argv, lens);
 	free(rkey);
 	free(member);
@@ -208,4 +225,169 @@ queue_move_due(struct redis *r, const struct queue_keys *k, int64_t now)
 	snprintf(when, sizeof(when), "%lld", (long long)now);
 	return redis_cmd(r, NULL, NULL, "EVAL", move_due_script, "1",
 	    k->scheduled, when, (char *)NULL);
+}
+
+/*
+ * KEYS: lock, leases.  ARGV: token, lock seconds, worker id, lease
+ * seconds.  Times come from the Redis server's clock, which every worker
+ * shares.
+ */
+static const char lease_script[] =
+    "local v = redis.call('GET', KEYS[1]) "
+    "if v ~= false and v ~= ARGV[1] then return 0 end "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) "
+    "redis.call('ZADD', KEYS[2], now + tonumber(ARGV[4]) * 1000, ARGV[3]) "
+    "return 1";
+
+static void
+lease_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct queue_txn *t = arg;
+	int		  status = -1;
+
+	if (reply != NULL && redis_reply_type(reply) == REDIS_R_INTEGER)
+		status = redis_reply_int(reply) == 1;
+	t->cb(t->arg, status);
+	free(t);
+}
+
+int
+queue_lease_renew(struct redis *r, const struct queue_keys *k,
+    const char *token, int lock_s, int lease_s, queue_done_cb *cb, void *arg)
+{
+	struct queue_txn *t = txn_new(cb, arg);
+	char		  ttl[16], lease[16];
+
+	snprintf(ttl, sizeof(ttl), "%d", lock_s);
+	snprintf(lease, sizeof(lease), "%d", lease_s);
+	if (redis_cmd(r, lease_reply, t, "EVAL", lease_script, "2", k->lock,
+		k->leases, token, ttl, k->worker_id, lease,
+		(char *)NULL) != 0) {
+		free(t);
+		return -1;
+	}
+	return 0;
+}
+
+static const char release_script[] =
+    "if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end "
+    "redis.call('DEL', KEYS[1]) redis.call('ZREM', KEYS[2], ARGV[2]) "
+    "return 1";
+
+int
+queue_lease_release(struct redis *r, const struct queue_keys *k,
+    const char *token, queue_done_cb *cb, void *arg)
+{
+	struct queue_txn *t = txn_new(cb, arg);
+
+	if (redis_cmd(r, lease_reply, t, "EVAL", release_script, "2", k->lock,
+		k->leases, token, k->worker_id, (char *)NULL) != 0) {
+		free(t);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * KEYS: leases, stats, dead, results channel, results log.
+ * ARGV: namespace, self ("" for the expired leases), max redeliveries,
+ * result TTL, results log length.
+ *
+ * A message goes back to the queue of its type: <ns>:queue:sweeps for a
+ * retention_sweep, <ns>:queue:jobs for anything else (a message that does
+ * not parse is dead-lettered by whoever claims it next).  Processing lists
+ * hold at most a worker's concurrency, so the loop is short.
+ */
+static const char reap_script[] =
+    "local ns = ARGV[1] "
+    "local ids "
+    "if ARGV[2] ~= '' then ids = {ARGV[2]} else "
+    "local t = redis.call('TIME') "
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
+    "ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 16) "
+    "end "
+    "local back, dead, reaped = 0, 0, {} "
+    "for _, id in ipairs(ids) do "
+    "local proc = ns .. ':processing:' .. id "
+    "while true do "
+    "local m = redis.call('LPOP', proc) "
+    "if not m then break end "
+    "local ok, d = pcall(cjson.decode, m) "
+    "if not ok or type(d) ~= 'table' then d = {} end "
+    "local q = ns .. ':queue:jobs' "
+    "if d.type == 'retention_sweep' then q = ns .. ':queue:sweeps' end "
+    "local n = 0 "
+    "if type(d.id) == 'string' then "
+    "local ck = ns .. ':redelivered:' .. d.id "
+    "n = redis.call('INCR', ck) redis.call('EXPIRE', ck, ARGV[4]) end "
+    "if n > tonumber(ARGV[3]) then "
+    "local msg = 'its worker stopped while running it ' .. n .. "
+    "' times (killed or lost); not run again' "
+    "local now = redis.call('TIME')[1] "
+    "redis.call('LPUSH', KEYS[3], cjson.encode({id = d.id, raw = m, "
+    "worker = id, reason = {code = 'redelivery_limit', message = msg}})) "
+    "local r = cjson.encode({id = d.id, type = d.type, status = 'failed', "
+    "job_id = d.job_id, dry_run = d.dry_run == true, "
+    "errors = {{code = 'redelivery_limit', message = msg}}}) "
+    "redis.call('SET', ns .. ':result:' .. d.id, r, 'EX', ARGV[4]) "
+    "redis.call('PUBLISH', KEYS[4], r) "
+    "redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', 'result', r) "
+    "dead = dead + 1 "
+    "else redis.call('RPUSH', q, m) back = back + 1 end "
+    "end "
+    "if ARGV[2] == '' then redis.call('ZREM', KEYS[1], id) "
+    "redis.call('DEL', ns .. ':worker:' .. id) "
+    "table.insert(reaped, id) end "
+    "end "
+    "if back > 0 then redis.call('HINCRBY', KEYS[2], 'redelivered', back) end "
+    "if dead > 0 then "
+    "redis.call('HINCRBY', KEYS[2], 'redelivery_dead', dead) end "
+    "return {back, dead, table.concat(reaped, ' ')}";
+
+struct queue_reap_txn {
+	queue_reaped_cb *cb;
+	void		*arg;
+};
+
+static void
+reap_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct queue_reap_txn	 *t = arg;
+	const struct redis_reply *e[3];
+	size_t			  i;
+
+	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY ||
+	    redis_reply_len(reply) != 3) {
+		t->cb(t->arg, -1, 0, NULL);
+		free(t);
+		return;
+	}
+	for (i = 0; i < 3; i++)
+		e[i] = redis_reply_elem(reply, i);
+	t->cb(t->arg, redis_reply_int(e[0]), redis_reply_int(e[1]),
+	    redis_reply_str(e[2], NULL));
+	free(t);
+}
+
+int
+queue_reap(struct redis *r, const struct queue_keys *k, const char *self,
+    int max_redeliveries, queue_reaped_cb *cb, void *arg)
+{
+	struct queue_reap_txn *t = xmalloc(sizeof(*t));
+	char		       max[16], ttl[16];
+
+	t->cb = cb;
+	t->arg = arg;
+	snprintf(max, sizeof(max), "%d", max_redeliveries);
+	snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
+	if (redis_cmd(r, reap_reply, t, "EVAL", reap_script, "5", k->leases,
+		k->stats, k->dead, k->results, k->results_log, k->ns,
+		self != NULL ? self : "", max, ttl, QUEUE_RESULTS_LOG_MAX,
+		(char *)NULL) != 0) {
+		free(t);
+		return -1;
+	}
+	return 0;
 }

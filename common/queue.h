@@ -13,6 +13,7 @@ struct redis;
  */
 struct queue_keys {
 	char *ns;
+	char *worker_id;
 	char *jobs;	   /* <ns>:queue:jobs */
 	char *sweeps;	   /* <ns>:queue:sweeps */
 	char *processing;  /* <ns>:processing:<worker-id> */
@@ -21,6 +22,9 @@ struct queue_keys {
 	char *results_log; /* <ns>:results:log (stream) */
 	char *scheduled;   /* <ns>:scheduled (sorted set, by due time) */
 	char *progress;	   /* <ns>:progress (pub/sub channel) */
+	char *leases;	   /* <ns>:leases (sorted set, by expiry) */
+	char *lock;	   /* <ns>:worker:<worker-id> */
+	char *stats;	   /* <ns>:stats (hash of counters) */
 };
 
 #define QUEUE_RESULT_TTL_S    (7 * 24 * 3600)
@@ -34,8 +38,16 @@ char *queue_key_for(const struct queue_keys *, const char *name);
 /* <ns>:result:<id>; caller frees. */
 char *queue_result_key(const struct queue_keys *, const char *id);
 
-/* ok is 1 when the whole transaction ran. */
-typedef void queue_done_cb(void *arg, int ok);
+/*
+ * status is QUEUE_DONE when the transaction ran, QUEUE_NOT_OURS when the
+ * message was no longer in our processing list (our lease expired and the
+ * message went back to its queue, or an earlier try already acked it), and
+ * QUEUE_ERROR when Redis did not answer.
+ */
+#define QUEUE_ERROR    (-1)
+#define QUEUE_NOT_OURS 0
+#define QUEUE_DONE     1
+typedef void queue_done_cb(void *arg, int status);
 
 /*
  * Publish a result and acknowledge the message, atomically (one script):
@@ -63,5 +75,34 @@ int queue_retry(struct redis *, const struct queue_keys *, const char *id,
  */
 int queue_move_due(
     struct redis *, const struct queue_keys *, int64_t now_ms) MUST_CHECK;
+
+/*
+ * Take or renew this worker's lease: the worker id lock (so that two live
+ * processes never share a processing list), lock_s from now, and the
+ * lease on the tasks of its processing list in <ns>:leases, lease_s from
+ * now by the Redis clock.  cb gets 1 when both are ours, 0 when another
+ * live process holds the worker id, -1 on error.
+ */
+int queue_lease_renew(struct redis *, const struct queue_keys *,
+    const char *token, int lock_s, int lease_s, queue_done_cb *,
+    void *arg) MUST_CHECK;
+
+/* Give up the lease (at exit), if it is still ours. */
+int queue_lease_release(struct redis *, const struct queue_keys *,
+    const char *token, queue_done_cb *, void *arg) MUST_CHECK;
+
+/*
+ * The reaper.  For each worker whose lease expired (or, with self set, for
+ * this worker, at start-up), return the messages of its processing list to
+ * the right end of their type's queue, oldest claimed first, and count
+ * them in <ns>:stats "redelivered".  A message redelivered more than
+ * max_redeliveries times (its worker keeps dying while running it) goes to
+ * the dead-letter list with reason "redelivery_limit" and a failed result
+ * instead.  reaped() gets the number of messages returned, or -1.
+ */
+typedef void queue_reaped_cb(
+    void *arg, long long returned, long long dead, const char *workers);
+int queue_reap(struct redis *, const struct queue_keys *, const char *self,
+    int max_redeliveries, queue_reaped_cb *, void *arg) MUST_CHECK;
 
 #endif

@@ -18,7 +18,8 @@
 #include "worker.h"
 
 #define LOCK_TTL_S	  15
-#define LOCK_RENEW_S	  5
+#define LOCK_RENEW_MS	  5000
+#define REAP_INTERVAL_MS  1000
 #define PUBLISH_RETRY_MS  1000
 #define MOVER_INTERVAL_MS 250
 
@@ -52,8 +53,10 @@ struct worker {
 	int	      requeue_pending;
 	struct event *claim_retry_ev;
 	char	      lock_token[37];
-	char	     *lock_key;
 	struct event *lock_ev;
+	struct event *reap_ev;
+	int	      reap_pending;
+	int	      started; /* our own leftovers were given back */
 	int64_t	      done_count;
 };
 
@@ -112,7 +115,7 @@ task_kind_find(enum task_type type)
 }
 
 static void
-exit_now(struct redis *r, const struct redis_reply *reply, void *arg)
+exit_now(void *arg, int status)
 {
 	struct worker *w = arg;
 
@@ -128,12 +131,10 @@ maybe_exit(struct worker *w)
 	w->exiting = 1;
 	/* Release the worker id so that a restart need not wait for it. */
 	if (w->locked &&
-	    redis_cmd(w->cmd, exit_now, w, "EVAL",
-		"if redis.call('GET', KEYS[1]) == ARGV[1] then "
-		"redis.call('DEL', KEYS[1]) end return 0",
-		"1", w->lock_key, w->lock_token, (char *)NULL) == 0)
+	    queue_lease_release(w->cmd, &w->keys, w->lock_token, exit_now, w) ==
+		0)
 		return;
-	exit_now(w->cmd, NULL, w);
+	exit_now(w, 0);
 }
 
 void
@@ -175,7 +176,7 @@ requeued(struct redis *r, const struct redis_reply *reply, void *arg)
 	struct worker *w = arg;
 
 	if (--w->requeue_pending == 0 && !w->teardown)
-		exit_now(w->cmd, NULL, w);
+		exit_now(w, 0);
 }
 
 static void
@@ -296,7 +297,7 @@ run_free(struct task_run *tr)
 }
 
 static void
-run_published(void *arg, int ok)
+run_published(void *arg, int status)
 {
 	struct task_run *tr = arg;
 	struct worker	*w = tr->w;
@@ -304,7 +305,12 @@ run_published(void *arg, int ok)
 
 	if (w->teardown)
 		return; /* worker_free() frees the runs */
-	if (!ok) {
+	if (status == QUEUE_NOT_OURS && tr->publish_tries == 0)
+		logkv(LOG_WARN,
+		    "result dropped: the task is no longer ours (our lease "
+		    "expired and it went back to its queue)",
+		    "task_id", tr->task.id, (char *)NULL);
+	if (status == QUEUE_ERROR) {
 		if (tr->publish_tries++ == 0)
 			logkv(LOG_WARN,
 			    "cannot publish the result yet; will "
@@ -348,13 +354,13 @@ run_publish(struct task_run *tr)
 		if (queue_retry(w->cmd, &w->keys, tr->task.id, tr->final,
 			tr->raw, tr->rawlen, run_queue(tr), tr->retry_next,
 			tr->retry_due_ms, run_published, tr) != 0)
-			run_published(tr, 0);
+			run_published(tr, QUEUE_ERROR);
 		return;
 	}
 	if (queue_finish(w->cmd, &w->keys, tr->task.id[0] ? tr->task.id : NULL,
 		tr->final, tr->dead, tr->raw, tr->rawlen, run_published,
 		tr) != 0)
-		run_published(tr, 0);
+		run_published(tr, QUEUE_ERROR);
 }
 
 /*
@@ -743,8 +749,9 @@ already_running(struct worker *w, const struct redis_reply *list, size_t at,
 }
 
 /*
- * Messages left in our processing list by an earlier run of this worker
- * id (a crash, a kill) are run again before anything new is claimed.
+ * A claim whose reply was lost may have moved a message into our
+ * processing list: run what is there and not running before claiming
+ * anything new.
  */
 static void
 recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
@@ -785,30 +792,71 @@ recover_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	maybe_exit(w);
 }
 
+/*
+ * At start-up, what an earlier run of this worker id left in our
+ * processing list (a crash, a kill -9, a second SIGTERM) goes back to the
+ * queues through the reaper's script, which counts the redelivery and
+ * stops a message that keeps killing its workers.
+ */
+static void
+own_leftovers_returned(
+    void *arg, long long back, long long dead, const char *workers)
+{
+	struct worker *w = arg;
+	char	       nb[24], nd[24];
+
+	w->claiming = 0;
+	if (w->teardown)
+		return;
+	if (back < 0) {
+		logkv(LOG_WARN, "cannot return our leftover messages; retrying",
+		    (char *)NULL);
+		maybe_exit(w);
+		return;
+	}
+	if (back > 0 || dead > 0) {
+		snprintf(nb, sizeof(nb), "%lld", back);
+		snprintf(nd, sizeof(nd), "%lld", dead);
+		logkv(LOG_INFO,
+		    "returned messages an earlier run left unfinished to "
+		    "their queues",
+		    "list", w->keys.processing, "returned", nb, "dead_lettered",
+		    nd, (char *)NULL);
+	}
+	w->started = 1;
+	w->recovered = 1;
+	claim_next(w);
+	maybe_exit(w);
+}
+
 static void
 recover(struct worker *w)
 {
+	int rc;
+
 	if (w->recovered || w->claiming || w->stopping ||
 	    !redis_is_ready(w->cmd) || !w->locked)
 		return;
-	if (redis_cmd(w->cmd, recover_reply, w, "LRANGE", w->keys.processing,
-		"0", "-1", (char *)NULL) == 0)
+	if (!w->started)
+		rc = queue_reap(w->cmd, &w->keys, w->cfg->worker_id,
+		    w->cfg->max_attempts, own_leftovers_returned, w);
+	else
+		rc = redis_cmd(w->cmd, recover_reply, w, "LRANGE",
+		    w->keys.processing, "0", "-1", (char *)NULL);
+	if (rc == 0)
 		w->claiming = 1;
 }
 
 /*
  * The worker id names the processing list, so two live processes must
- * never share one.  A lock with a short TTL, renewed while we run, lets a
+ * never share one: a lock with a short TTL, renewed while we run, lets a
  * restarted worker take over once a crashed predecessor's lock expires.
+ * The same renewal extends the lease on the tasks of our processing list;
+ * its own timer runs it, whatever the tasks are doing.  Once it has
+ * lapsed, any worker's reaper gives those tasks back to their queues.
  */
-static const char lock_script[] =
-    "local v = redis.call('GET', KEYS[1]) "
-    "if v == false or v == ARGV[1] then "
-    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2]) return 1 end "
-    "return 0";
-
 static void
-lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+lease_reply(void *arg, int status)
 {
 	struct worker *w = arg;
 	static int     warned;
@@ -816,21 +864,16 @@ lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	w->lock_pending = 0;
 	if (w->teardown)
 		return;
-	if (reply == NULL || redis_reply_type(reply) != REDIS_R_INTEGER) {
-		if (reply != NULL)
-			logkv(LOG_WARN,
-			    "cannot renew the worker id lock; "
-			    "retrying",
-			    "error", redis_reply_str(reply, NULL),
-			    (char *)NULL);
+	if (status < 0) {
+		logkv(
+		    LOG_WARN, "cannot renew the lease; retrying", (char *)NULL);
 		maybe_exit(w);
 		return;
 	}
-	if (redis_reply_type(reply) == REDIS_R_INTEGER &&
-	    redis_reply_int(reply) == 1) {
+	if (status == 1) {
 		if (!w->locked)
-			logkv(LOG_DEBUG, "worker id locked", "key", w->lock_key,
-			    (char *)NULL);
+			logkv(LOG_DEBUG, "worker id locked", "key",
+			    w->keys.lock, (char *)NULL);
 		w->locked = 1;
 		warned = 0;
 		recover(w);
@@ -853,18 +896,47 @@ lock_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 }
 
 static void
-lock_renew(evutil_socket_t fd, short what, void *arg)
+lease_renew(evutil_socket_t fd, short what, void *arg)
 {
 	struct worker *w = arg;
-	char	       ttl[16];
 
-	if (w->stopping && w->inflight == 0)
+	if (w->exiting || (w->stopping && w->inflight == 0))
 		return;
-	snprintf(ttl, sizeof(ttl), "%d", LOCK_TTL_S);
 	if (!w->lock_pending &&
-	    redis_cmd(w->cmd, lock_reply, w, "EVAL", lock_script, "1",
-		w->lock_key, w->lock_token, ttl, (char *)NULL) == 0)
+	    queue_lease_renew(w->cmd, &w->keys, w->lock_token, LOCK_TTL_S,
+		w->cfg->lease_s, lease_reply, w) == 0)
 		w->lock_pending = 1;
+}
+
+static void
+reaped(void *arg, long long back, long long dead, const char *workers)
+{
+	struct worker *w = arg;
+	char	       nb[24], nd[24];
+
+	w->reap_pending = 0;
+	if (w->teardown || back < 0 ||
+	    (back == 0 && dead == 0 && (workers == NULL || !*workers)))
+		return;
+	snprintf(nb, sizeof(nb), "%lld", back);
+	snprintf(nd, sizeof(nd), "%lld", dead);
+	logkv(LOG_WARN,
+	    "lease expired: tasks of a stopped worker returned to their "
+	    "queues",
+	    "workers", workers, "returned", nb, "dead_lettered", nd,
+	    (char *)NULL);
+}
+
+static void
+reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->teardown || w->reap_pending || !redis_is_ready(w->cmd))
+		return;
+	if (queue_reap(
+		w->cmd, &w->keys, NULL, w->cfg->max_attempts, reaped, w) == 0)
+		w->reap_pending = 1;
 }
 
 static void
@@ -875,7 +947,7 @@ redis_state(struct redis *r, int up, void *arg)
 	if (w->teardown)
 		return;
 	if (up && r == w->cmd)
-		lock_renew(-1, 0, w);
+		lease_renew(-1, 0, w);
 	if (up)
 		claim_next(w);
 	maybe_exit(w);
@@ -903,7 +975,9 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	struct timeval	mover_tv = {0, MOVER_INTERVAL_MS * 1000};
 	struct worker  *w = xcalloc(1, sizeof(*w));
 	struct s3_creds creds;
-	struct timeval	tv = {LOCK_RENEW_S, 0};
+	struct timeval	tv = {0, 0};
+	struct timeval	reap_tv = {0, REAP_INTERVAL_MS * 1000};
+	int		renew_ms;
 	size_t		i;
 
 	w->base = base;
@@ -915,9 +989,16 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->qkeys = xcalloc(opt->nqueues, sizeof(*w->qkeys));
 	for (i = 0; i < opt->nqueues; i++)
 		w->qkeys[i] = queue_key_for(&w->keys, opt->queues[i]);
-	w->lock_key = xasprintf("%s:worker:%s", cfg->namespace, cfg->worker_id);
 	uuid_v4(w->lock_token);
-	w->lock_ev = event_new(base, -1, EV_PERSIST, lock_renew, w);
+	/* Renew three times per lease: one lost reply is no harm. */
+	renew_ms = cfg->lease_s * 1000 / 3;
+	if (renew_ms > LOCK_RENEW_MS)
+		renew_ms = LOCK_RENEW_MS;
+	tv.tv_sec = renew_ms / 1000;
+	tv.tv_usec = (renew_ms % 1000) * 1000;
+	w->lock_ev = event_new(base, -1, EV_PERSIST, lease_renew, w);
+	w->reap_ev = event_new(base, -1, EV_PERSIST, reap, w);
+	evtimer_add(w->reap_ev, &reap_tv);
 	w->claim_retry_ev = evtimer_new(base, claim_retry, w);
 	w->drain_ev = evtimer_new(base, drain_expired, w);
 	w->mover_ev = event_new(base, -1, EV_PERSIST, move_due, w);
@@ -982,6 +1063,6 @@ worker_free(struct worker *w)
 	free(w->qkeys);
 	queue_keys_free(&w->keys);
 	event_free(w->lock_ev);
-	free(w->lock_key);
+	event_free(w->reap_ev);
 	free(w);
 }

@@ -204,3 +204,22 @@ for part in sys.argv[1].split("."):
 print(json.dumps(v) if isinstance(v, (dict, list, bool)) or v is None else v)
 ' "$1"
 }
+
+# start_blackhole: a TCP port that completes handshakes and never answers
+# (a hung server).  Sets BH_PORT and BH_PID; kill BH_PID to reset them all.
+start_blackhole() {
+  local f=$T_TMP/blackhole.port
+  rm -f "$f"
+  /usr/bin/python3 -c '
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(128)
+open(sys.argv[1] + ".tmp", "w").write(str(s.getsockname()[1]))
+import os; os.rename(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(3600)' "$f" &
+  BH_PID=$!
+  T_PIDS+=("$BH_PID")
+  wait_for test -s "$f" || return 1
+  BH_PORT=$(cat "$f")
+}

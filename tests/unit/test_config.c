@@ -181,7 +181,22 @@ test_config_env(void)
 	is_str(c.redis.host, "r2", "CLIPSWEEP_REDIS_URL wins");
 	is_str(c.namespace, "clipsweep", "default namespace");
 	is_str(c.worker_id, "w-1", "worker id from env");
+	ok(c.lease_s == 60, "default lease 60 s");
 	config_free(&c);
+
+	setenv("CLIPSWEEP_LEASE_SECONDS", "3600", 1);
+	ok(config_load(&c, CONFIG_NEED_REDIS, err, sizeof(err)) == 0 &&
+		c.lease_s == 3600,
+	    "lease 3600 s accepted");
+	config_free(&c);
+	setenv("CLIPSWEEP_LEASE_SECONDS", "0", 1);
+	ok(config_load(&c, CONFIG_NEED_REDIS, err, sizeof(err)) != 0 &&
+		strstr(err, "CLIPSWEEP_LEASE_SECONDS") != NULL,
+	    "lease 0 refused: %s", err);
+	setenv("CLIPSWEEP_LEASE_SECONDS", "3601", 1);
+	ok(config_load(&c, CONFIG_NEED_REDIS, err, sizeof(err)) != 0,
+	    "lease 3601 refused");
+	unsetenv("CLIPSWEEP_LEASE_SECONDS");
 
 	unsetenv("CLIPSWEEP_REDIS_URL");
 	ok(config_load(&c, CONFIG_NEED_REDIS, err, sizeof(err)) == 0,
