@@ -618,7 +618,9 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 	    config_int("CLIPSWEEP_RETRY_BASE_MS", 1000, 1, 3600000,
 		&c->retry_base_ms, err, errlen) != 0 ||
 	    config_int("CLIPSWEEP_LEASE_SECONDS", 60, 1, 3600, &c->lease_s, err,
-		errlen) != 0)
+		errlen) != 0 ||
+	    config_int("CLIPSWEEP_S3_MAX_ATTEMPTS", 3, 1, 10,
+		&c->s3_max_attempts, err, errlen) != 0)
 		goto fail;
 	v = env2("CLIPSWEEP_NAMESPACE", NULL);
 	c->namespace = xstrdup(v ? v : "clipsweep");

@@ -51,6 +51,7 @@ struct config {
 	int    not_ready_retry_s; /* how long job_not_found... is retried */
 	int    retry_base_ms;	  /* backoff: full jitter on base * 2^n */
 	int    lease_s;		  /* a claimed task's lease, renewed */
+	int    s3_max_attempts;	  /* sends of one storage request */
 };
 
 /* What config_load() must find; the CLI needs only Redis. */

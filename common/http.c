@@ -42,6 +42,7 @@ struct http_request {
 	int		    sink_refused;
 	http_done_cb	   *done;
 	void		   *done_arg;
+	uint64_t	    seq; /* when it started, for the window */
 
 	CURL	  *easy;
 	struct buf resp;
@@ -72,8 +73,11 @@ struct http {
 	int			 timeout_ms;
 	int			 connect_timeout_ms;
 	int			 max_inflight;
-	double			 rate; /* requests per second, 0: no cap */
-	double	      tokens;	       /* token bucket, at most max(1, rate) */
+	double			 window;  /* in flight allowed now, >= 1 */
+	uint64_t		 started; /* requests started so far */
+	uint64_t		 cut_seq; /* started when window last cut */
+	double			 rate;	  /* requests per second, 0: no cap */
+	double	      tokens; /* token bucket, at most max(1, rate) */
 	int64_t	      tokens_us;
 	struct event *rate_ev;
 	int	      busy;   /* inside our event callbacks */
@@ -93,6 +97,38 @@ int
 http_queued(const struct http *h)
 {
 	return h->nqueued;
+}
+
+int
+http_window(const struct http *h)
+{
+	return (int)h->window;
+}
+
+/*
+ * Congestion control on the server's overload signals (503 SlowDown, 429):
+ * the number of requests in flight is halved, at most once per round of
+ * requests (those started before the cut are already on the wire), and
+ * grows back by one per window of successful requests, like TCP's.
+ */
+static void
+http_congestion(struct http *h, const struct http_request *r, int status)
+{
+	if (status == 503 || status == 429) {
+		if (r->seq <= h->cut_seq)
+			return;
+		h->window /= 2;
+		if (h->window < 1.0)
+			h->window = 1.0;
+		h->cut_seq = h->started;
+		log_debug("http: overload signal %d: at most %d requests in "
+			  "flight",
+		    status, (int)h->window);
+	} else if (status >= 200 && status < 500) {
+		h->window += 1.0 / h->window;
+		if (h->window > h->max_inflight)
+			h->window = h->max_inflight;
+	}
 }
 
 struct http_request *
@@ -375,6 +411,7 @@ http_check_done(struct http *h)
 	CURLMsg		    *m;
 	CURLcode	     rc;
 	char		    *priv;
+	long		     status;
 	int		     left;
 
 	while (
@@ -384,6 +421,10 @@ http_check_done(struct http *h)
 		rc = m->data.result;
 		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &priv);
 		r = (struct http_request *)priv;
+		if (rc == CURLE_OK &&
+		    curl_easy_getinfo(m->easy_handle, CURLINFO_RESPONSE_CODE,
+			&status) == CURLE_OK)
+			http_congestion(h, r, (int)status);
 		curl_multi_remove_handle(h->multi, m->easy_handle);
 		TAILQ_REMOVE(&h->running, r, entry);
 		h->ninflight--;
@@ -546,6 +587,7 @@ http_start(struct http *h, struct http_request *r)
 		return;
 	}
 	r->state = HR_RUNNING;
+	r->seq = ++h->started;
 	TAILQ_INSERT_TAIL(&h->running, r, entry);
 	h->ninflight++;
 }
@@ -602,7 +644,7 @@ http_start_queued(struct http *h)
 {
 	struct http_request *r;
 
-	while (!h->doomed && h->ninflight < h->max_inflight &&
+	while (!h->doomed && h->ninflight < (int)h->window &&
 	    !TAILQ_EMPTY(&h->queued) && http_rate_take(h) &&
 	    (r = TAILQ_FIRST(&h->queued)) != NULL) {
 		TAILQ_REMOVE(&h->queued, r, entry);
@@ -647,7 +689,7 @@ http_set_limits(
 	if (connect_timeout_ms > 0)
 		h->connect_timeout_ms = connect_timeout_ms;
 	if (max_inflight > 0)
-		h->max_inflight = max_inflight;
+		h->max_inflight = h->window = max_inflight;
 	http_apply_limits(h);
 	http_start_queued(h);
 }
@@ -664,6 +706,7 @@ http_new(struct event_base *base)
 	h->timeout_ms = HTTP_TIMEOUT_MS;
 	h->connect_timeout_ms = HTTP_CONNECT_TIMEOUT_MS;
 	h->max_inflight = HTTP_MAX_INFLIGHT;
+	h->window = HTTP_MAX_INFLIGHT;
 	LIST_INIT(&h->socks);
 	TAILQ_INIT(&h->queued);
 	TAILQ_INIT(&h->running);

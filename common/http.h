@@ -65,6 +65,11 @@ void http_set_rate(struct http *, double per_second);
 /* Requests on the wire, and requests waiting for a slot. */
 int http_inflight(const struct http *);
 int http_queued(const struct http *);
+/*
+ * How many requests may be in flight now: max_inflight, halved on each
+ * round of 503/429 answers and grown back by successes.
+ */
+int http_window(const struct http *);
 
 /*
  * A request to build and submit.  url must be fully encoded; it is sent as

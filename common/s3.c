@@ -33,6 +33,9 @@
 #define S3_MAX_DELETE	  1000
 #define S3_MAX_LIST_KEYS  1000
 #define S3_KEY_IN_MESSAGE 120 /* bytes of a key quoted in messages */
+#define S3_BACKOFF_CAP_MS 20000
+#define S3_RETRY_COST	  5
+#define S3_TIMEOUT_COST	  10
 
 enum s3_op_kind { S3_OP_HEAD, S3_OP_PUT, S3_OP_LIST, S3_OP_DELETE };
 
@@ -64,6 +67,13 @@ struct s3_op {
 	size_t		     nkeys;
 
 	struct s3_error early; /* why it was refused */
+
+	char	     *body; /* kept for a retry */
+	size_t	      body_len;
+	http_sink_cb *sink;
+	int	      attempt;	  /* sends so far */
+	int	      retry_cost; /* quota taken by its retries */
+	struct event *retry_ev;
 };
 
 TAILQ_HEAD(s3_op_list, s3_op);
@@ -82,7 +92,12 @@ struct s3_client {
 	struct event	  *defer_ev;
 	struct s3_op_list  deferred;
 	struct s3_op_list  live;
+	struct s3_op_list  waiting; /* for their retry's time */
 	uint64_t	   nrequests;
+	uint64_t	   nretries;
+	int		   max_attempts;
+	int		   retry_base_ms;
+	int		   retry_quota;
 	int		   busy;   /* inside a callback */
 	int		   doomed; /* s3_client_free() called */
 };
@@ -145,6 +160,33 @@ void
 s3_client_set_limits(struct s3_client *c, int timeout_ms, int max_inflight)
 {
 	http_set_limits(c->http, timeout_ms, 0, max_inflight);
+}
+
+void
+s3_client_set_retries(struct s3_client *c, int max_attempts, int base_ms)
+{
+	if (max_attempts > 0)
+		c->max_attempts = max_attempts;
+	if (base_ms > 0)
+		c->retry_base_ms = base_ms;
+}
+
+uint64_t
+s3_client_retries(const struct s3_client *c)
+{
+	return c->nretries;
+}
+
+int
+s3_client_retry_quota(const struct s3_client *c)
+{
+	return c->retry_quota;
+}
+
+int
+s3_client_window(const struct s3_client *c)
+{
+	return http_window(c->http);
 }
 
 static void PRINTF_LIKE(5, 6) s3_error_set(struct s3_error *err, int status,
@@ -257,6 +299,9 @@ s3_op_free(struct s3_op *op)
 	free(op->list_prefix);
 	s3xml_list_free(op->list);
 	s3xml_delete_free(op->del);
+	free(op->body);
+	if (op->retry_ev != NULL)
+		event_free(op->retry_ev);
 	for (i = 0; i < op->nkeys; i++)
 		free(op->keys[i]);
 	free(op->keys);
@@ -429,6 +474,18 @@ s3_is_transient_code(const char *code)
 	return 0;
 }
 
+/* " after N attempts" once a request was sent more than once. */
+static const char *
+s3_attempts_note(const struct s3_op *op)
+{
+	static char note[48];
+
+	if (op->attempt <= 1)
+		return "";
+	snprintf(note, sizeof(note), " (after %d attempts)", op->attempt);
+	return note;
+}
+
 /* A request that got no complete response. */
 static void
 s3_error_from_fail(const struct s3_op *op, const struct http_response *resp,
@@ -449,7 +506,8 @@ s3_error_from_fail(const struct s3_op *op, const struct http_response *resp,
 	};
 
 	s3_error_set(err, resp->status, map[resp->fail].transient,
-	    map[resp->fail].code, "%s: %s", op->what, resp->error);
+	    map[resp->fail].code, "%s: %s%s", op->what, resp->error,
+	    s3_attempts_note(op));
 }
 
 /* What a bare status means, for answers without an error document. */
@@ -493,9 +551,10 @@ s3_error_from_status(const struct s3_op *op, const struct http_response *resp,
 	}
 	transient = resp->status >= 500 || resp->status == 429 ||
 	    s3_is_transient_code(code);
-	s3_error_set(err, resp->status, transient, code, "%s: %s (HTTP %d%s%s)",
-	    op->what, msg[0] != '\0' ? msg : code, resp->status,
-	    reqid != NULL ? ", request id " : "", reqid != NULL ? reqid : "");
+	s3_error_set(err, resp->status, transient, code,
+	    "%s: %s (HTTP %d%s%s)%s", op->what, msg[0] != '\0' ? msg : code,
+	    resp->status, reqid != NULL ? ", request id " : "",
+	    reqid != NULL ? reqid : "", s3_attempts_note(op));
 }
 
 /* Any failure of resp, or 0 when it is a complete 2xx response. */
@@ -694,6 +753,97 @@ s3_delete_done(struct s3_op *op, const struct http_response *resp)
 	s3_delete_report(op);
 }
 
+static int s3_submit(struct s3_op *);
+
+/*
+ * Whether resp is a failure worth another send, and the quota allows it.
+ * A HEAD's 404 is an answer, a body that does not parse is not transient,
+ * and a cancelled request is the client shutting down.
+ */
+static int
+s3_should_retry(struct s3_op *op, const struct http_response *resp)
+{
+	struct s3_client *c = op->client;
+	struct s3_error	  err;
+	int		  cost;
+
+	if (resp->fail == HTTP_FAIL_CANCELLED ||
+	    resp->fail == HTTP_FAIL_ABORTED || c->doomed ||
+	    op->attempt >= c->max_attempts)
+		return 0;
+	if (resp->fail == HTTP_FAIL_NONE &&
+	    (resp->status == 404 && op->kind == S3_OP_HEAD))
+		return 0;
+	if (s3_response_failed(op, resp, &err) == 0 || !err.transient)
+		return 0;
+	cost = resp->fail == HTTP_FAIL_TIMEOUT ? S3_TIMEOUT_COST
+					       : S3_RETRY_COST;
+	if (c->retry_quota < cost) {
+		log_debug(
+		    "s3: retry quota exhausted; not retrying %s", op->what);
+		return 0;
+	}
+	c->retry_quota -= cost;
+	op->retry_cost += cost;
+	return 1;
+}
+
+/* A success gives back what its retries took, or one token. */
+static void
+s3_refill(
+    struct s3_client *c, struct s3_op *op, const struct http_response *resp)
+{
+	if (resp->fail != HTTP_FAIL_NONE ||
+	    (resp->status >= 300 &&
+		!(resp->status == 404 && op->kind == S3_OP_HEAD)))
+		return;
+	c->retry_quota += op->retry_cost > 0 ? op->retry_cost : 1;
+	if (c->retry_quota > S3_RETRY_QUOTA)
+		c->retry_quota = S3_RETRY_QUOTA;
+}
+
+static void
+s3_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct s3_op	 *op = arg;
+	struct s3_client *c = op->client;
+	struct s3_error	  err;
+
+	TAILQ_REMOVE(&c->waiting, op, entry);
+	if (s3_submit(op) == 0)
+		return;
+	/* http_free() in progress: s3_submit() freed nothing; tell. */
+	c->busy++;
+	s3_error_set(&err, 0, 1, "cancelled",
+	    "%s: cancelled: the S3 client is shutting down", op->what);
+	s3_op_fail(op, &err);
+	s3_op_free(op);
+	s3_leave(c);
+}
+
+/* Full jitter over base * 2^(attempt - 1), capped. */
+static void
+s3_schedule_retry(struct s3_op *op)
+{
+	struct s3_client *c = op->client;
+	int64_t		  ceiling = c->retry_base_ms, delay;
+	struct timeval	  tv;
+	int		  i;
+
+	for (i = 1; i < op->attempt && ceiling < S3_BACKOFF_CAP_MS; i++)
+		ceiling *= 2;
+	if (ceiling > S3_BACKOFF_CAP_MS)
+		ceiling = S3_BACKOFF_CAP_MS;
+	delay = (int64_t)(random() % (ceiling + 1));
+	tv.tv_sec = delay / 1000;
+	tv.tv_usec = (delay % 1000) * 1000;
+	if (op->retry_ev == NULL)
+		op->retry_ev = evtimer_new(c->base, s3_retry_cb, op);
+	c->nretries++;
+	TAILQ_INSERT_TAIL(&c->waiting, op, entry);
+	evtimer_add(op->retry_ev, &tv);
+}
+
 /* http_done_cb for every operation. */
 static void
 s3_op_done(void *arg, const struct http_response *resp)
@@ -706,6 +856,11 @@ s3_op_done(void *arg, const struct http_response *resp)
 		return;
 	}
 	TAILQ_REMOVE(&c->live, op, entry);
+	if (s3_should_retry(op, resp)) {
+		s3_schedule_retry(op);
+		return;
+	}
+	s3_refill(c, op, resp);
 	c->busy++;
 	switch (op->kind) {
 	case S3_OP_HEAD:
@@ -725,26 +880,53 @@ s3_op_done(void *arg, const struct http_response *resp)
 	s3_leave(c);
 }
 
-/* Hand op to http.c; the body, if any, is copied. */
+/*
+ * One send of op.  A listing or delete parser starts afresh: a retried
+ * response is parsed from its beginning.
+ */
 static int
-s3_send(struct s3_op *op, const void *body, size_t len, http_sink_cb *sink)
+s3_submit(struct s3_op *op)
 {
 	struct s3_client    *c = op->client;
 	struct http_request *r;
 	char		    *url;
 
+	if (op->kind == S3_OP_LIST && op->attempt > 0) {
+		s3xml_list_free(op->list);
+		op->list = s3xml_list_create();
+	} else if (op->kind == S3_OP_DELETE && op->attempt > 0) {
+		s3xml_delete_free(op->del);
+		op->del = s3xml_delete_create();
+	}
+	op->attempt++;
 	url = xasprintf("%s%s%s%s", c->origin, op->path,
 	    op->query != NULL ? "?" : "", op->query != NULL ? op->query : "");
 	r = http_request_new(op->method, url);
 	free(url);
-	if (body != NULL)
-		http_request_set_body(r, body, len);
-	if (sink != NULL)
-		http_request_set_sink(r, sink, op);
+	if (op->body != NULL)
+		http_request_set_body(r, op->body, op->body_len);
+	if (op->sink != NULL)
+		http_request_set_sink(r, op->sink, op);
 	http_request_set_start(r, s3_sign_cb, op);
 	TAILQ_INSERT_TAIL(&c->live, op, entry);
 	if (http_submit(c->http, r, s3_op_done, op) != 0) {
 		TAILQ_REMOVE(&c->live, op, entry);
+		return -1;
+	}
+	return 0;
+}
+
+/* Hand op to http.c; the body, if any, is kept for retries. */
+static int
+s3_send(struct s3_op *op, const void *body, size_t len, http_sink_cb *sink)
+{
+	if (body != NULL) {
+		op->body = xmalloc(len > 0 ? len : 1);
+		memcpy(op->body, body, len);
+		op->body_len = len;
+	}
+	op->sink = sink;
+	if (s3_submit(op) != 0) {
 		s3_op_free(op);
 		return -1;
 	}
@@ -959,6 +1141,10 @@ s3_client_new(struct event_base *base, const struct storage_url *u,
 		c->session_token = xstrdup(cr->session_token);
 	TAILQ_INIT(&c->deferred);
 	TAILQ_INIT(&c->live);
+	TAILQ_INIT(&c->waiting);
+	c->max_attempts = S3_MAX_ATTEMPTS;
+	c->retry_base_ms = S3_RETRY_BASE_MS;
+	c->retry_quota = S3_RETRY_QUOTA;
 	if ((c->defer_ev = event_new(base, -1, 0, s3_defer_cb, c)) == NULL)
 		fatal("cannot create the S3 client's event");
 	return c;
@@ -974,6 +1160,15 @@ s3_cancel_all(struct s3_client *c)
 	while ((op = TAILQ_FIRST(&c->deferred)) != NULL) {
 		TAILQ_REMOVE(&c->deferred, op, entry);
 		s3_op_fail(op, &op->early);
+		s3_op_free(op);
+	}
+	while ((op = TAILQ_FIRST(&c->waiting)) != NULL) {
+		TAILQ_REMOVE(&c->waiting, op, entry);
+		s3_error_set(&err, 0, 1, "cancelled",
+		    "%s: cancelled: the "
+		    "S3 client is shutting down",
+		    op->what);
+		s3_op_fail(op, &err);
 		s3_op_free(op);
 	}
 	while ((op = TAILQ_FIRST(&c->live)) != NULL) {

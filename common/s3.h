@@ -57,6 +57,28 @@ void s3_client_free(struct s3_client *);
 void s3_client_set_limits(struct s3_client *, int timeout_ms, int max_inflight);
 /* At most this many requests started per second (0: no cap). */
 void s3_client_set_rate(struct s3_client *, double per_second);
+
+/*
+ * Retries, as the AWS SDKs' standard mode: a request that fails
+ * transiently (5xx, 429, SlowDown, RequestTimeout, a timeout or a broken
+ * connection) is sent again after a delay drawn uniformly from 0 to
+ * base * 2^(attempt - 1), capped at 20 s, up to max_attempts sends in all
+ * (default 3, base 1000 ms).  Retries draw on a quota shared by the client
+ * (500 tokens; a retry costs 5, 10 after a timeout; a success gives back
+ * what its retries cost, or 1): when the storage fails for everyone, the
+ * client stops retrying instead of multiplying the load.  503 and 429
+ * answers also halve the requests in flight (http_window()).
+ * max_attempts 1 turns retries off.
+ */
+#define S3_MAX_ATTEMPTS	 3
+#define S3_RETRY_BASE_MS 1000
+#define S3_RETRY_QUOTA	 500
+void s3_client_set_retries(struct s3_client *, int max_attempts, int base_ms);
+/* Retries sent, and the quota left, for tests and metrics. */
+uint64_t s3_client_retries(const struct s3_client *);
+int	 s3_client_retry_quota(const struct s3_client *);
+/* Requests allowed in flight now (halved by 503s, regrown by successes). */
+int s3_client_window(const struct s3_client *);
 /* The configured cube prefix, ending in '/'. */
 const char *s3_client_prefix(const struct s3_client *);
 /* Requests started and still running, for tests and metrics. */

@@ -28,7 +28,6 @@
 #define DB_BATCH	       1000
 #define DELETE_BATCH	       1000
 #define DELETES_IN_FLIGHT      4
-#define MAX_TRIES	       4
 #define MAX_REPORTED_ERRORS    100
 #define MAX_PREFIXES	       50
 #define SAMPLE_KEYS	       10
@@ -65,8 +64,6 @@ struct delete_batch {
 	char		**keys;
 	int64_t		 *sizes;
 	size_t		  n;
-	int		  tries;
-	struct event	 *retry_ev;
 };
 
 struct sweep_run {
@@ -89,8 +86,6 @@ struct sweep_run {
 	char		   *token;
 	int		    list_pending;
 	int		    list_done;
-	int		    list_tries;
-	struct event	   *list_retry_ev;
 
 	struct sweep_counts  plan;
 	struct sweep_counts  exec;
@@ -224,8 +219,6 @@ sweep_free(struct sweep_run *s)
 	sweep_merge_free(s->m);
 	if (s->cur != NULL)
 		db_cursor_close(s->cur);
-	if (s->list_retry_ev != NULL)
-		event_free(s->list_retry_ev);
 	if (s->batch != NULL) {
 		size_t i;
 		for (i = 0; i < s->batch->n; i++)
@@ -304,15 +297,7 @@ delete_batch_free(struct delete_batch *b)
 		free(b->keys[i]);
 	free(b->keys);
 	free(b->sizes);
-	if (b->retry_ev != NULL)
-		event_free(b->retry_ev);
 	free(b);
-}
-
-static void
-delete_retry(evutil_socket_t fd, short what, void *arg)
-{
-	delete_send(arg);
 }
 
 static void
@@ -323,24 +308,15 @@ delete_done(void *arg, const struct s3_delete_result *res, size_t n,
 	struct sweep_run    *s = b->s;
 	size_t		     i;
 
-	if (err != NULL && err->transient && ++b->tries < MAX_TRIES &&
-	    !s->stopping) {
-		struct timeval tv = {b->tries, 0};
-		if (b->retry_ev == NULL)
-			b->retry_ev = evtimer_new(
-			    worker_base(s->w), delete_retry, b);
-		evtimer_add(b->retry_ev, &tv);
-		return;
-	}
+	/* The S3 client retried it already (standard mode). */
 	s->deletes_inflight--;
 	if (err != NULL) {
 		s->delete_errors += (int64_t)b->n;
 		sweep_abort(s, s->deleted > 0 ? "partial" : "failed",
 		    err->transient ? "storage_unavailable" : "storage_error",
-		    "DeleteObjects of %zu keys failed after %d tries: %s%s%s; "
+		    "DeleteObjects of %zu keys failed: %s%s%s; "
 		    "the sweep stopped",
-		    b->n, b->tries + 1, err->code, err->message[0] ? ": " : "",
-		    err->message);
+		    b->n, err->code, err->message[0] ? ": " : "", err->message);
 	} else
 		for (i = 0; i < n && i < b->n; i++) {
 			if (res[i].deleted) {
@@ -465,12 +441,6 @@ sweep_verdict(void *arg, const struct sweep_object *o, enum sweep_reason r)
 static void list_next(struct sweep_run *);
 
 static void
-list_retry(evutil_socket_t fd, short what, void *arg)
-{
-	list_next(arg);
-}
-
-static void
 list_done(
     void *arg, const struct s3_list_page *page, const struct s3_error *err)
 {
@@ -480,13 +450,7 @@ list_done(
 	int		     last;
 
 	s->list_pending = 0;
-	if (err != NULL) {
-		if (err->transient && ++s->list_tries < MAX_TRIES &&
-		    !s->stopping) {
-			struct timeval tv = {s->list_tries, 0};
-			evtimer_add(s->list_retry_ev, &tv);
-			return;
-		}
+	if (err != NULL) { /* after the S3 client's retries */
 		sweep_abort(s, s->deleted > 0 ? "partial" : "failed",
 		    err->transient ? "storage_unavailable" : "storage_error",
 		    "listing %s failed: %s%s%s; nothing further is decided",
@@ -495,7 +459,6 @@ list_done(
 		sweep_step(s);
 		return;
 	}
-	s->list_tries = 0;
 	n = s3_list_page_count(page);
 	objs = xcalloc(n, sizeof(*objs));
 	for (i = 0; i < n; i++) {
@@ -788,7 +751,6 @@ retention_sweep_run(struct task_run *tr)
 	s->samples = cJSON_CreateArray();
 	s->deleted_sample = cJSON_CreateArray();
 	s->warnings = cJSON_CreateArray();
-	s->list_retry_ev = evtimer_new(worker_base(s->w), list_retry, s);
 	logkv(LOG_INFO, "sweep started", "task_id", tr->task.id, "prefix",
 	    s->scan_prefix, "dry_run", tr->task.dry_run ? "true" : "false",
 	    (char *)NULL);

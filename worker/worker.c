@@ -1023,6 +1023,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	creds.session_token = cfg->session_token;
 	w->s3 = s3_client_new(base, &cfg->storage, &creds);
 	s3_client_set_rate(w->s3, cfg->s3_max_rps);
+	s3_client_set_retries(w->s3, cfg->s3_max_attempts, 0);
 	return w;
 }
 

@@ -57,13 +57,24 @@ prepare() { # s3mem ARGS
 protected() { count '/p/k[0-9]{5}[02468]$'; }
 orphans() { count '/p/k[0-9]{5}[13579]$'; }
 
-# --- The listing fails on the plan's third page, four times: the
-# worker's tries are used up, then the server recovers for our count.
+# --- The listing fails on the plan's third page, twice: the S3 client's
+# retries (3 attempts, standard mode) absorb it.
+prepare --fail-lists 2:2
+start_worker --queues sweeps || { echo "Bail out! worker did not start"; exit 1; }
+sweep '"min_age_hours":0,"force":true'
+is "$(f status)" ok "a listing that fails twice is retried: ok"
+is "$(f deleted_count)" 5000 "every orphan deleted"
+is "$(protected)" 5000 "all 5,000 protected objects survive"
+stop_worker
+
+# --- Four times: the client's three attempts are used up, then the
+# server recovers for our count.
 prepare --fail-lists 2:4
 start_worker --queues sweeps || { echo "Bail out! worker did not start"; exit 1; }
 sweep '"min_age_hours":0,"force":true'
 is "$(f status)" failed "a listing that fails during the plan fails the sweep"
 is "$(f errors.0.code)" storage_unavailable "as storage_unavailable"
+like "$(f errors.0.message)" "after 3 attempts" "after the client's three attempts"
 like "$(f errors.0.message)" "nothing further is decided" "and says nothing further was decided"
 is "$(f deleted_count)" 0 "a plan that could not finish deletes nothing"
 is "$(protected)" 5000 "all 5,000 protected objects survive (aws s3api)"

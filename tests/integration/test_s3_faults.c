@@ -164,11 +164,15 @@ set_faults(const char *rules)
 
 	buf_init(&out);
 	if ((st = raw_http("POST", "/?s3mem-faults", rules, &out)) != 200) {
-		printf("Bail out! s3mem refused the rules \"%s\": %d %s\n",
-		    rules, st, out.data != NULL ? out.data : "");
+		printf("Bail out! s3mem refused the rules \"%s\": HTTP %d\n",
+		    rules, st);
+		printf("# %s\n", out.data != NULL ? out.data : "");
+		stop_s3mem();
 		exit(1);
 	}
 	buf_free(&out);
+	/* A new test: the full parallelism again, whatever 503s did to it. */
+	s3_client_set_limits(s3, 0, 64);
 }
 
 /* <elem> of rule number rule (1-based; 0: the top level), or -1. */
@@ -760,6 +764,79 @@ make_client(struct storage_url *su)
 	return s3_client_new(base, su, &cr);
 }
 
+/* Retries as the SDKs' standard mode: backoff, attempts, quota, window. */
+static void
+test_retries(void)
+{
+	struct result r;
+	char	      k[128];
+	uint64_t      before;
+	int	      i, w0, w1, w2, quota;
+
+	key(k, sizeof(k), "r");
+	s3_client_set_retries(s3, 3, 20);
+	set_faults("op=head count=2 error=503");
+	before = s3_client_retries(s3);
+	head(k, &r);
+	ok(!r.failed, "two 503s, then an answer: the HEAD succeeds (%s)",
+	    errstr(r.failed ? &r.err : NULL));
+	is_int((long)(s3_client_retries(s3) - before), 2, "after two retries");
+	is_int(report_value(1, "Fired"), 2, "s3mem saw both failed sends");
+
+	set_faults("op=head count=3 error=500");
+	head(k, &r);
+	ok(r.failed && r.err.http_status == 500 &&
+		strstr(r.err.message, "after 3 attempts") != NULL,
+	    "three 500s: the HEAD fails after 3 attempts (%s)", errstr(&r.err));
+	is_int(report_value(1, "Fired"), 3, "three sends in all, no more");
+
+	/*
+	 * The quota: 500 tokens at most, 5 a retry; a failure gives nothing
+	 * back (the last HEAD left 490).  60 HEADs that keep failing: the
+	 * first 49 are retried twice each, the 50th once, the rest never.
+	 */
+	quota = s3_client_retry_quota(s3);
+	set_faults("op=head error=500");
+	for (i = 0; i < 60; i++)
+		head(k, &r);
+	is_int(quota, 490, "the quota after a request that failed 3 times");
+	is_int(report_value(1, "Fired"), 60 + quota / 5,
+	    "60 failing HEADs: 158 sends (the quota allowed 98 retries)");
+	is_int(s3_client_retry_quota(s3), 0, "the quota is spent");
+	set_faults("");
+	for (i = 0; i < 10; i++)
+		head(k, &r);
+	is_int(s3_client_retry_quota(s3), 10,
+	    "each success without a retry gives one token back");
+
+	/*
+	 * 503s halve the requests in flight, once per round (a round: the
+	 * requests already on the wire when the first 503 came back);
+	 * successes grow it back.
+	 */
+	s3_client_set_retries(s3, 1, 0);
+	set_faults("op=head error=503");
+	s3_client_set_limits(s3, 0, 32);
+	w0 = s3_client_window(s3);
+	heads_failed(32);
+	w1 = s3_client_window(s3);
+	heads_failed(16);
+	w2 = s3_client_window(s3);
+	ok(w0 == 32 && w1 == 16 && w2 == 8,
+	    "each round of 503s halves the window once: %d, %d, %d", w0, w1,
+	    w2);
+	set_faults("op=head count=32 error=503");
+	s3_client_set_limits(s3, 0, 32);
+	heads_failed(32);
+	w1 = s3_client_window(s3);
+	for (i = 0; i < 100; i++)
+		head(k, &r);
+	ok(w1 == 16 && s3_client_window(s3) > w1,
+	    "100 successes grow it back: %d, then %d", w1,
+	    s3_client_window(s3));
+	s3_client_set_retries(s3, 1, 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -782,6 +859,8 @@ main(int argc, char **argv)
 	base = event_base_new();
 	s3 = make_client(&su);
 	s3_client_set_limits(s3, TIMEOUT_MS, 0);
+	/* The server's faults as they come; test_retries() turns them on. */
+	s3_client_set_retries(s3, 1, 0);
 
 	test_errors();
 	test_rate();
@@ -791,6 +870,7 @@ main(int argc, char **argv)
 	test_stall();
 	test_key_errors();
 	test_applied();
+	test_retries();
 
 	/* A request stalled at exit, its client still waiting. */
 	set_faults("op=head stall");
