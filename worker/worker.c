@@ -20,6 +20,8 @@
 #define LOCK_TTL_S	  15
 #define LOCK_RENEW_MS	  5000
 #define REAP_INTERVAL_MS  1000
+#define LAG_TICK_MS	  50
+#define LAG_WARN_MS	  100
 #define PUBLISH_RETRY_MS  1000
 #define MOVER_INTERVAL_MS 250
 
@@ -57,6 +59,11 @@ struct worker {
 	struct event *reap_ev;
 	int	      reap_pending;
 	int	      started; /* our own leftovers were given back */
+	struct event *lag_ev;
+	int64_t	      lag_due_us;
+	int64_t	      lag_max_us;
+	int64_t	      lag_ticks;
+	int64_t	      lag_slow; /* ticks later than 50 ms */
 	int64_t	      done_count;
 };
 
@@ -118,8 +125,13 @@ static void
 exit_now(void *arg, int status)
 {
 	struct worker *w = arg;
+	char	       max[24], slow[48];
 
-	logkv(LOG_INFO, "stopped", "worker", w->cfg->worker_id, (char *)NULL);
+	snprintf(max, sizeof(max), "%lld", (long long)(w->lag_max_us / 1000));
+	snprintf(slow, sizeof(slow), "%lld/%lld", (long long)w->lag_slow,
+	    (long long)w->lag_ticks);
+	logkv(LOG_INFO, "stopped", "worker", w->cfg->worker_id,
+	    "max_loop_lag_ms", max, "loop_ticks_late", slow, (char *)NULL);
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -968,6 +980,34 @@ move_due(evutil_socket_t fd, short what, void *arg)
 		log_debug("retries not moved: Redis is down");
 }
 
+/*
+ * The loop's lag: a timer that should fire every 50 ms notes how late it
+ * is.  Nothing in the worker may block the loop (every server is talked
+ * to asynchronously), so a late tick is the machine, or a bug.
+ */
+static void
+lag_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int64_t	       now = mono_us(), late = now - w->lag_due_us;
+	char	       ms[24];
+
+	if (w->lag_due_us > 0) {
+		w->lag_ticks++;
+		if (late > w->lag_max_us)
+			w->lag_max_us = late;
+		if (late > LAG_TICK_MS * 1000)
+			w->lag_slow++;
+		if (late > LAG_WARN_MS * 1000) {
+			snprintf(
+			    ms, sizeof(ms), "%lld", (long long)late / 1000);
+			logkv(LOG_WARN, "the event loop was late", "lag_ms", ms,
+			    (char *)NULL);
+		}
+	}
+	w->lag_due_us = now + LAG_TICK_MS * 1000;
+}
+
 struct worker *
 worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
     const struct worker_options *opt)
@@ -977,6 +1017,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	struct s3_creds creds;
 	struct timeval	tv = {0, 0};
 	struct timeval	reap_tv = {0, REAP_INTERVAL_MS * 1000};
+	struct timeval	lag_tv = {0, LAG_TICK_MS * 1000};
 	int		renew_ms;
 	size_t		i;
 
@@ -999,6 +1040,8 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->lock_ev = event_new(base, -1, EV_PERSIST, lease_renew, w);
 	w->reap_ev = event_new(base, -1, EV_PERSIST, reap, w);
 	evtimer_add(w->reap_ev, &reap_tv);
+	w->lag_ev = event_new(base, -1, EV_PERSIST, lag_tick, w);
+	evtimer_add(w->lag_ev, &lag_tv);
 	w->claim_retry_ev = evtimer_new(base, claim_retry, w);
 	w->drain_ev = evtimer_new(base, drain_expired, w);
 	w->mover_ev = event_new(base, -1, EV_PERSIST, move_due, w);
@@ -1065,5 +1108,6 @@ worker_free(struct worker *w)
 	queue_keys_free(&w->keys);
 	event_free(w->lock_ev);
 	event_free(w->reap_ev);
+	event_free(w->lag_ev);
 	free(w);
 }
