@@ -145,12 +145,20 @@ list_keys() {
 
 # start_worker [ARGS...]: runs the worker in the background, logging to
 # $T_TMP/worker.log; waits for its "started" line.  Sets WORKER_PID.
+# With CLIPSWEEP_TEST_VALGRIND=1 the worker runs under valgrind, and a leak
+# or memory error makes its exit status 99 (so "stops cleanly" fails).
 start_worker() {
-  "$WORKER" "$@" >>"$T_TMP/worker.log" 2>&1 &
+  local -a wrap=()
+  if [ "${CLIPSWEEP_TEST_VALGRIND:-0}" = 1 ]; then
+    wrap=(valgrind -q --leak-check=full --show-leak-kinds=definite,indirect
+      --errors-for-leak-kinds=definite,indirect --error-exitcode=99
+      --log-file="$T_TMP/valgrind.%p.log")
+  fi
+  ${wrap[@]+"${wrap[@]}"} "$WORKER" "$@" >>"$T_TMP/worker.log" 2>&1 &
   WORKER_PID=$!
   T_PIDS+=("$WORKER_PID")
   local i
-  for i in $(seq 1 100); do
+  for i in $(seq 1 400); do
     grep -q '"msg":"started"' "$T_TMP/worker.log" 2>/dev/null && return 0
     kill -0 "$WORKER_PID" 2>/dev/null || return 1
     sleep 0.05
@@ -164,6 +172,10 @@ stop_worker() {
   STOP_RC=0
   kill -TERM "$WORKER_PID" 2>/dev/null || true
   wait "$WORKER_PID" || STOP_RC=$?
+  if [ "${CLIPSWEEP_TEST_VALGRIND:-0}" = 1 ]; then
+    ok "$([ "$STOP_RC" != 99 ] && echo 0 || echo 1)" \
+      "valgrind: no leak or memory error in the worker"
+  fi
 }
 
 # wait_for COMMAND...: up to 10 s for COMMAND to succeed.
