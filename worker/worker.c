@@ -317,7 +317,7 @@ run_published(void *arg, int status)
 
 	if (w->teardown)
 		return; /* worker_free() frees the runs */
-	if (status == QUEUE_NOT_OURS && tr->publish_tries == 0)
+	if (status == QUEUE_NOT_OURS)
 		logkv(LOG_WARN,
 		    "result dropped: the task is no longer ours (our lease "
 		    "expired and it went back to its queue)",
