@@ -386,6 +386,13 @@ s3_key_refusal(const struct s3_client *c, const char *key, const char **why)
 	return NULL;
 }
 
+const char *
+s3_client_key_refusal(
+    const struct s3_client *c, const char *key, const char **why)
+{
+	return s3_key_refusal(c, key, why);
+}
+
 static int
 s3_add_headers(struct http_request *r, const struct s3_op *op,
     const struct sigv4_signed *sig)

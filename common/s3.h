@@ -79,6 +79,13 @@ uint64_t s3_client_retries(const struct s3_client *);
 int	 s3_client_retry_quota(const struct s3_client *);
 /* Requests allowed in flight now (halved by 503s, regrown by successes). */
 int s3_client_window(const struct s3_client *);
+/*
+ * NULL when the client would send a request for key: under the cube
+ * prefix (and more than it) and accepted by key_unsafe_reason().  Else
+ * the error code it would fail with, and the reason in why.
+ */
+const char *s3_client_key_refusal(
+    const struct s3_client *, const char *key, const char **why);
 /* The configured cube prefix, ending in '/'. */
 const char *s3_client_prefix(const struct s3_client *);
 /* Requests started and still running, for tests and metrics. */

@@ -4,7 +4,8 @@
  *
  * The order is: one database round trip that answers every question
  * (job state, clip counts, references), then a HEAD per candidate for its
- * size and presence, then one DeleteObjects.  Nothing is deleted unless the
+ * size and presence, then its keys join a DeleteObjects shared with the
+ * other jobs in flight (common/s3batch.c).  Nothing is deleted unless the
  * whole picture is known.
  */
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "db.h"
 #include "log.h"
 #include "s3.h"
+#include "s3batch.h"
 #include "worker.h"
 
 #define MAX_CANDIDATES 2
@@ -215,7 +217,7 @@ cleanup_delete(struct cleanup *c)
 				: "failed");
 		return;
 	}
-	if (s3_delete_objects(worker_s3(c->tr->w), keys, (size_t)n,
+	if (s3batch_delete(worker_deletes(c->tr->w), keys, (size_t)n,
 		cleanup_deleted, c) != 0) {
 		task_run_error(c->tr, NULL, "storage_error",
 		    "cannot send "

@@ -15,6 +15,7 @@
 #include "queue.h"
 #include "redis.h"
 #include "s3.h"
+#include "s3batch.h"
 #include "worker.h"
 
 #define LOCK_TTL_S	  15
@@ -38,6 +39,7 @@ struct worker {
 	struct redis	     *claim; /* blocking claims only */
 	struct db	     *db;
 	struct s3_client     *s3;
+	struct s3batch	     *dels; /* job deletes, coalesced */
 	struct task_run_list  runs;
 	int		      inflight;
 	int		      claiming;
@@ -87,6 +89,12 @@ struct s3_client *
 worker_s3(struct worker *w)
 {
 	return w->s3;
+}
+
+struct s3batch *
+worker_deletes(struct worker *w)
+{
+	return w->dels;
 }
 
 const struct config *
@@ -1067,6 +1075,12 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->s3 = s3_client_new(base, &cfg->storage, &creds);
 	s3_client_set_rate(w->s3, cfg->s3_max_rps);
 	s3_client_set_retries(w->s3, cfg->s3_max_attempts, 0);
+	/*
+	 * Concurrent jobs' deletes share DeleteObjects requests, sent when
+	 * full or 2 ms after their first key; alone, a task waits for
+	 * nobody (the next loop turn).
+	 */
+	w->dels = s3batch_new(base, w->s3, opt->concurrency > 1 ? 2 : 0, 1000);
 	return w;
 }
 
@@ -1093,6 +1107,7 @@ worker_free(struct worker *w)
 	w->teardown = 1;
 	redis_free(w->claim);
 	db_free(w->db);
+	s3batch_free(w->dels);
 	s3_client_free(w->s3);
 	redis_free(w->cmd);
 	while ((tr = TAILQ_FIRST(&w->runs)) != NULL) {

@@ -17,6 +17,7 @@ struct evdns_base;
 struct redis;
 struct db;
 struct s3_client;
+struct s3batch;
 
 struct worker_options {
 	int    concurrency;
@@ -75,6 +76,7 @@ struct task_run {
 struct event_base   *worker_base(struct worker *);
 struct db	    *worker_db(struct worker *);
 struct s3_client    *worker_s3(struct worker *);
+struct s3batch	    *worker_deletes(struct worker *);
 const struct config *worker_config(struct worker *);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);

@@ -27,6 +27,7 @@
 
 #include "config.h"
 #include "s3.h"
+#include "s3batch.h"
 #include "tap.h"
 #include "util.h"
 
@@ -837,6 +838,120 @@ test_retries(void)
 	s3_client_set_retries(s3, 1, 0);
 }
 
+/* common/s3batch.c: many callers' deletes in shared DeleteObjects. */
+static void
+test_batch(void)
+{
+	struct s3batch	  *b = s3batch_new(base, s3, 20, 1000);
+	struct del_result *d = xcalloc(600, sizeof(*d));
+	char		 **keys = make_keys("bt/", 1300), *out[1];
+	int		   exists[1300], i, right = 1;
+	size_t		   j;
+
+	set_faults("");
+	seed_keys(keys, 1300);
+	/* 10 callers of 2 keys, within the flush window: one request. */
+	for (i = 0; i < 10; i++) {
+		d[i].res.start_us = mono_us();
+		if (s3batch_delete(b, (const char *const *)&keys[2 * i], 2,
+			del_cb, &d[i]) == 0)
+			pending++;
+	}
+	wait_all();
+	is_int(
+	    (long)s3batch_requests(b), 1, "10 callers' deletes: one request");
+	for (i = 0; i < 10; i++)
+		if (d[i].res.failed || d[i].n != 2 || !d[i].deleted[0] ||
+		    !d[i].deleted[1])
+			right = 0;
+	ok(right, "each caller got its own two results, deleted");
+	is_int(
+	    count_existing(keys, 20, exists), 0, "and the 20 objects are gone");
+	for (i = 0; i < 10; i++)
+		del_result_free(&d[i]);
+
+	/*
+	 * 580 callers of 2 keys: two requests, the first full (1000 keys).
+	 * The last 10 callers ask again for a key of the second request
+	 * instead of their own second key: it holds 150 distinct keys.
+	 */
+	for (i = 0; i < 580; i++) {
+		const char *k[2] = {keys[20 + 2 * i], keys[20 + 2 * i + 1]};
+		if (i >= 570)
+			k[1] = keys[20 + 2 * (i - 70)]; /* asked before */
+		if (s3batch_delete(b, k, 2, del_cb, &d[i]) == 0)
+			pending++;
+	}
+	wait_all();
+	is_int((long)s3batch_requests(b), 3,
+	    "1160 keys from 580 callers: two more requests");
+	right = 1;
+	for (i = 0; i < 580; i++)
+		if (d[i].res.failed || d[i].n != 2 || !d[i].deleted[0] ||
+		    !d[i].deleted[1])
+			right = 0;
+	ok(right, "every caller's keys deleted, a repeated key for both");
+	is_int((long)s3batch_keys(b), 20 + 1000 + 150,
+	    "a key asked for twice in one request is sent once");
+	is_int(count_existing(&keys[20], 1160, exists), 10,
+	    "1150 objects gone; the 10 never asked for remain");
+	for (i = 0; i < 580; i++)
+		del_result_free(&d[i]);
+
+	/* A refused caller fails alone; a per-key error is its caller's. */
+	out[0] = xasprintf("other-prefix/x");
+	set_faults("key-error=bt/1200");
+	if (s3batch_delete(b, (const char *const *)out, 1, del_cb, &d[0]) == 0)
+		pending++;
+	if (s3batch_delete(
+		b, (const char *const *)&keys[1200], 2, del_cb, &d[1]) == 0)
+		pending++;
+	if (s3batch_delete(
+		b, (const char *const *)&keys[1202], 2, del_cb, &d[2]) == 0)
+		pending++;
+	wait_all();
+	ok(d[0].res.failed && strcmp(d[0].res.err.code, "outside_prefix") == 0,
+	    "a key outside the prefix is refused (%s)", errstr(&d[0].res.err));
+	ok(!d[1].res.failed && d[1].n == 2 && !d[1].deleted[0] &&
+		d[1].deleted[1],
+	    "a key error fails that key of that caller only");
+	ok(!d[2].res.failed && d[2].n == 2 && d[2].deleted[0] &&
+		d[2].deleted[1],
+	    "the other caller in the same request is untouched");
+	for (j = 0; j < 3; j++)
+		del_result_free(&d[j]);
+
+	/* A request that fails fails every caller in it. */
+	set_faults("op=delete-objects error=500");
+	for (i = 0; i < 3; i++)
+		if (s3batch_delete(b, (const char *const *)&keys[1204 + 2 * i],
+			2, del_cb, &d[i]) == 0)
+			pending++;
+	wait_all();
+	ok(d[0].res.failed && d[1].res.failed && d[2].res.failed &&
+		d[2].res.err.http_status == 500,
+	    "a failed request fails its three callers (%s)",
+	    errstr(&d[2].res.err));
+	is_int(count_existing(&keys[1204], 6, exists), 6,
+	    "and their objects are still there");
+	for (j = 0; j < 3; j++)
+		del_result_free(&d[j]);
+
+	/* Freed with a caller waiting: it is told, cancelled. */
+	set_faults("");
+	if (s3batch_delete(
+		b, (const char *const *)&keys[1210], 2, del_cb, &d[0]) == 0)
+		pending++;
+	s3batch_free(b);
+	ok(pending == 0 && d[0].res.failed &&
+		strcmp(d[0].res.err.code, "cancelled") == 0,
+	    "s3batch_free() tells a waiting caller: cancelled");
+	del_result_free(&d[0]);
+	free(out[0]);
+	free(d);
+	free_keys(keys, 1300);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -871,6 +986,7 @@ main(int argc, char **argv)
 	test_key_errors();
 	test_applied();
 	test_retries();
+	test_batch();
 
 	/* A request stalled at exit, its client still waiting. */
 	set_faults("op=head stall");

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# bench/jobs.sh: per-job throughput and latency of job_cleanup tasks (an
+# upload and its audio each), against the project's in-memory S3 server and
+# real Redis and PostgreSQL.
+#
+#   bench/jobs.sh [--tasks N] [--concurrency 1,16,256] [--rate 1000]
+#                 [--latency-ms 0,20]
+#
+# Throughput: N tasks are queued first, then one worker runs with --drain
+# at each concurrency; tasks/s is N over the worker's wall time, with its
+# CPU time and peak RSS, and s3mem's CPU.  Latency: a paced producer pushes
+# tasks at --rate per second for 10 s into a running worker (concurrency
+# 256); enqueue-to-result latency is finished_at minus enqueued_at of each
+# result.  --latency-ms adds that delay to every S3 request (s3mem fault
+# rule "delay=N"), as a real region would.  Prints Markdown tables.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+. scripts/lib/services.sh
+clipsweep_deps
+command -v /usr/bin/time >/dev/null || {
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
+}
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build >/dev/null
+
+TASKS=20000
+CONCS=1,16,256
+RATE=1000
+LATS=0
+while [ $# -gt 0 ]; do
+  case $1 in
+    --tasks) TASKS=$2; shift ;;
+    --concurrency) CONCS=$2; shift ;;
+    --rate) RATE=$2; shift ;;
+    --latency-ms) LATS=$2; shift ;;
+    *) echo "bench/jobs.sh: unknown option $1" >&2; exit 64 ;;
+  esac
+  shift
+done
+
+svc_init
+svc_start_redis >/dev/null
+svc_start_postgres >/dev/null
+S3LOG=$SVC_DIR/logs/s3mem.log
+build/tests/s3mem/s3mem --listen 127.0.0.1:0 --ready-file "$SVC_DIR/s3mem.port" \
+  --bucket cloud-cube 2>"$S3LOG" &
+S3MEM=$!
+for _ in $(seq 1 100); do [ -s "$SVC_DIR/s3mem.port" ] && break; sleep 0.05; done
+S3URL="http://127.0.0.1:$(cat "$SVC_DIR/s3mem.port")"
+trap 'kill $S3MEM 2>/dev/null || true' EXIT
+
+export CLIPSWEEP_REDIS_URL=$REDIS_URL CLIPSWEEP_DATABASE_URL=$DATABASE_URL
+export CLOUDCUBE_ACCESS_KEY_ID=bench CLOUDCUBE_SECRET_ACCESS_KEY=bench
+export CLOUDCUBE_URL=$S3URL/cloud-cube/cube
+export CLIPSWEEP_LOG_LEVEL=warn
+psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f sql/schema.sql >/dev/null
+rcli() { redis-cli -u "$REDIS_URL" "$@"; }
+
+MAXJOBS=$((TASKS + RATE * 12))
+psql "$DATABASE_URL" -X -q -c "INSERT INTO jobs (id, status, original_key, audio_key)
+  SELECT g, 'completed', 'up/' || g || '.mp4', 'audio/' || g || '.mp3'
+  FROM generate_series(1, $MAXJOBS) g" >/dev/null
+psql "$DATABASE_URL" -X -q -c "ANALYZE" >/dev/null
+
+seed() { # FIRST LAST: the objects of jobs FIRST..LAST
+  awk -v a="$1" -v b="$2" 'BEGIN { for (i = a; i <= b; i++)
+    printf "cube/up/%d.mp4\t1000\t1000000000\ncube/audio/%d.mp3\t100\t1000000000\n", i, i }' \
+    >"$SVC_DIR/seed"
+  curl -sf --data-binary @"$SVC_DIR/seed" "$S3URL/cloud-cube?s3mem-seed=" >/dev/null
+}
+faults() { curl -sf --data-binary "$1" "$S3URL/?s3mem-faults=" >/dev/null; }
+cpu_of() { # PID: user+system CPU seconds so far
+  awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$1/stat"
+}
+
+# queue FIRST LAST: one task per job, pushed in one pipe
+queue() {
+  awk -v a="$1" -v b="$2" 'BEGIN { for (i = a; i <= b; i++)
+    printf "LPUSH clipsweep:queue:jobs %c{\"type\":\"job_cleanup\",\"id\":\"t%d\",\"job_id\":\"%d\"}%c\n", 39, i, i, 39 }' |
+    rcli --pipe >/dev/null
+}
+
+echo "### Throughput: $TASKS tasks queued, one worker with --drain"
+echo
+echo "| S3 latency | concurrency | tasks/s | wall (s) | worker CPU (s) | worker CPU per task (µs) | peak RSS (MiB) | s3mem CPU (s) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+next=1
+IFS=, read -r -a lats <<<"$LATS"
+IFS=, read -r -a concs <<<"$CONCS"
+for lat in "${lats[@]}"; do
+  if [ "$lat" -gt 0 ]; then faults "delay=$lat"; else faults ""; fi
+  for c in "${concs[@]}"; do
+    n=$TASKS
+    # At 20 ms a round trip, concurrency 1 cannot finish 20,000 in time.
+    [ "$c" -lt 16 ] && [ "$n" -gt 2000 ] && n=2000
+    [ "$lat" -gt 0 ] && [ "$c" -lt 16 ] && n=200
+    first=$next last=$((next + n - 1)) next=$((last + 1))
+    seed "$first" "$last"
+    rcli DEL clipsweep:results:log >/dev/null
+    queue "$first" "$last"
+    s0=$(cpu_of "$S3MEM")
+    /usr/bin/time -f "%M %e %U %S" -o "$SVC_DIR/time" \
+      build/worker/clipsweep-worker --drain --queues jobs --concurrency "$c" \
+      >>"$SVC_DIR/worker.log" 2>&1
+    s1=$(cpu_of "$S3MEM")
+    read -r rss wall user sys <"$SVC_DIR/time"
+    ok=$(rcli XRANGE clipsweep:results:log - + | grep -c '"status":"ok"' || true)
+    [ "$ok" -eq "$n" ] || echo "WARNING: $ok of $n results ok" >&2
+    awk -v lat="$lat" -v c="$c" -v n="$n" -v w="$wall" -v u="$user" -v s="$sys" \
+      -v r="$rss" -v s3="$(echo "$s1 - $s0" | bc)" 'BEGIN {
+      printf "| %d ms | %d | %.0f | %.2f | %.2f | %.0f | %.1f | %.2f |\n",
+        lat, c, n / w, w, u + s, (u + s) * 1e6 / n, r / 1024, s3 }'
+  done
+done

@@ -1,0 +1,36 @@
+#ifndef CLIPSWEEP_S3BATCH_H
+#define CLIPSWEEP_S3BATCH_H
+
+#include <stddef.h>
+
+#include "s3.h"
+
+struct event_base;
+struct s3batch;
+
+/*
+ * Coalesced deletes: many callers' keys share DeleteObjects requests.  A
+ * request goes out when it holds max_keys keys (at most 1000), or
+ * flush_ms after the first key of it arrived, whichever comes first.  A
+ * key asked for twice in one request is sent once and reported to both.
+ * Each caller gets its own keys' results, in the order it asked, or the
+ * request's error if the request failed as a whole.
+ */
+struct s3batch *s3batch_new(
+    struct event_base *, struct s3_client *, int flush_ms, size_t max_keys);
+/* Callers still waiting get err code "cancelled", before this returns. */
+void s3batch_free(struct s3batch *);
+
+/*
+ * keys (1 to max_keys of them) are copied.  Refusals (a key outside the
+ * prefix) fail the whole request they share, so callers check their keys
+ * first, as job_cleanup does.  Returns -1 only while being freed.
+ */
+int s3batch_delete(struct s3batch *, const char *const *keys, size_t n,
+    s3_delete_cb *, void *arg) MUST_CHECK;
+
+/* Requests sent, and keys in them, for tests and metrics. */
+size_t s3batch_requests(const struct s3batch *);
+size_t s3batch_keys(const struct s3batch *);
+
+#endif
