@@ -39,6 +39,8 @@ struct s3batch {
 	size_t		       max_keys;
 	struct s3batch_req    *open;
 	struct event	      *flush_ev;
+	struct event	      *soon_ev; /* next turn: nobody else is coming */
+	int		       holds;
 	struct event	      *refuse_ev;
 	struct s3batch_entries refused;
 	size_t		       requests;
@@ -127,6 +129,7 @@ flush(struct s3batch *b)
 		return;
 	b->open = NULL;
 	evtimer_del(b->flush_ev);
+	event_del(b->soon_ev);
 	keys = xcalloc(r->nkeys, sizeof(*keys));
 	TAILQ_FOREACH(e, &r->entries, entry)
 	for (i = 0; i < e->n; i++)
@@ -207,7 +210,22 @@ s3batch_delete(struct s3batch *b, const char *const *keys, size_t n,
 	b->open->nkeys += n;
 	if (b->open->nkeys >= b->max_keys)
 		flush(b);
+	else if (b->holds == 0)
+		event_active(b->soon_ev, EV_TIMEOUT, 0);
 	return 0;
+}
+
+void
+s3batch_hold(struct s3batch *b)
+{
+	b->holds++;
+}
+
+void
+s3batch_release(struct s3batch *b)
+{
+	if (b->holds > 0 && --b->holds == 0 && b->open != NULL)
+		event_active(b->soon_ev, EV_TIMEOUT, 0);
 }
 
 struct s3batch *
@@ -221,6 +239,7 @@ s3batch_new(struct event_base *base, struct s3_client *s3, int flush_ms,
 	b->flush_ms = flush_ms > 0 ? flush_ms : 0;
 	b->max_keys = max_keys > 0 && max_keys <= 1000 ? max_keys : 1000;
 	b->flush_ev = evtimer_new(base, flush_cb, b);
+	b->soon_ev = event_new(base, -1, 0, flush_cb, b);
 	b->refuse_ev = event_new(base, -1, 0, refuse_cb, b);
 	TAILQ_INIT(&b->refused);
 	return b;
@@ -250,6 +269,7 @@ s3batch_free(struct s3batch *b)
 		entry_free(e);
 	}
 	event_free(b->flush_ev);
+	event_free(b->soon_ev);
 	event_free(b->refuse_ev);
 	free(b);
 }

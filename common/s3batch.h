@@ -10,11 +10,12 @@ struct s3batch;
 
 /*
  * Coalesced deletes: many callers' keys share DeleteObjects requests.  A
- * request goes out when it holds max_keys keys (at most 1000), or
- * flush_ms after the first key of it arrived, whichever comes first.  A
- * key asked for twice in one request is sent once and reported to both.
- * Each caller gets its own keys' results, in the order it asked, or the
- * request's error if the request failed as a whole.
+ * request goes out when it holds max_keys keys (at most 1000), when no
+ * caller holds the batcher open (s3batch_hold()) any more, or flush_ms
+ * after the first key of it arrived, whichever comes first.  A key asked
+ * for twice in one request is sent once and reported to both.  Each caller
+ * gets its own keys' results, in the order it asked, or the request's
+ * error if the request failed as a whole.
  */
 struct s3batch *s3batch_new(
     struct event_base *, struct s3_client *, int flush_ms, size_t max_keys);
@@ -28,6 +29,15 @@ void s3batch_free(struct s3batch *);
  */
 int s3batch_delete(struct s3batch *, const char *const *keys, size_t n,
     s3_delete_cb *, void *arg) MUST_CHECK;
+
+/*
+ * A caller that will probably delete soon (a job whose HEADs are out)
+ * holds the batcher open, so that the request waits for it (up to
+ * flush_ms); it releases once it has asked, or knows it will not.  With
+ * no holder left, the open request goes out on the next loop turn.
+ */
+void s3batch_hold(struct s3batch *);
+void s3batch_release(struct s3batch *);
 
 /* Requests sent, and keys in them, for tests and metrics. */
 size_t s3batch_requests(const struct s3batch *);

@@ -2,8 +2,9 @@
  * job_cleanup: once a job's clips have rendered, delete its original upload
  * and extracted audio, keeping anything another row still refers to.
  *
- * The order is: one database round trip that answers every question
- * (job state, clip counts, references), then a HEAD per candidate for its
+ * The order is: one database lookup that answers every question (job
+ * state, clip counts, references; worker/job_loader.c, shared with the
+ * other jobs in flight), then a HEAD per candidate for its
  * size and presence, then its keys join a DeleteObjects shared with the
  * other jobs in flight (common/s3batch.c).  Nothing is deleted unless the
  * whole picture is known.
@@ -16,6 +17,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "job_loader.h"
 #include "log.h"
 #include "s3.h"
 #include "s3batch.h"
@@ -42,35 +44,6 @@ struct cleanup {
 	int		 heads_pending;
 	long long	 total_clips;
 	long long	 completed_clips;
-};
-
-/*
- * Terminal statuses are the data contract's (docs/PROTOCOL.md); a NULL
- * status is treated as active, so the row is protected.
- */
-static const char cleanup_sql[] =
-    "SELECT j.status, j.original_key, j.audio_key, "
-    "(SELECT count(*) FROM %2$s c WHERE c.job_id = j.id), "
-    "(SELECT count(*) FROM %2$s c WHERE c.job_id = j.id "
-    "AND c.status = 'completed'), "
-    "(SELECT EXISTS (SELECT 1 FROM %2$s c WHERE c.key = j.original_key) "
-    "OR EXISTS (SELECT 1 FROM %1$s o WHERE o.id <> j.id "
-    "AND coalesce(o.status, '') NOT IN ('completed', 'failed', 'cancelled') "
-    "AND (o.original_key = j.original_key OR o.audio_key = j.original_key))), "
-    "(SELECT EXISTS (SELECT 1 FROM %2$s c WHERE c.key = j.audio_key) "
-    "OR EXISTS (SELECT 1 FROM %1$s o WHERE o.id <> j.id "
-    "AND coalesce(o.status, '') NOT IN ('completed', 'failed', 'cancelled') "
-    "AND (o.original_key = j.audio_key OR o.audio_key = j.audio_key))) "
-    "FROM %1$s j WHERE j.id = $1";
-
-enum {
-	COL_STATUS,
-	COL_ORIGINAL,
-	COL_AUDIO,
-	COL_TOTAL,
-	COL_COMPLETED,
-	COL_ORIGINAL_REF,
-	COL_AUDIO_REF,
 };
 
 static void
@@ -198,9 +171,10 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
 static void
 cleanup_delete(struct cleanup *c)
 {
-	const char *keys[MAX_CANDIDATES];
-	int	    deleted[MAX_CANDIDATES] = {0};
-	int	    n = 0, failed = 0, i;
+	struct s3batch *dels = worker_deletes(c->tr->w);
+	const char     *keys[MAX_CANDIDATES];
+	int		deleted[MAX_CANDIDATES] = {0};
+	int		n = 0, failed = 0, i, rc;
 
 	for (i = 0; i < c->ncand; i++) {
 		struct candidate *k = &c->cand[i];
@@ -211,14 +185,16 @@ cleanup_delete(struct cleanup *c)
 		}
 	}
 	if (c->tr->task.dry_run || n == 0) {
+		s3batch_release(dels);
 		cleanup_report(c, deleted,
 		    failed == 0 ? "ok"
 			: n > 0 ? "partial"
 				: "failed");
 		return;
 	}
-	if (s3batch_delete(worker_deletes(c->tr->w), keys, (size_t)n,
-		cleanup_deleted, c) != 0) {
+	rc = s3batch_delete(dels, keys, (size_t)n, cleanup_deleted, c);
+	s3batch_release(dels);
+	if (rc != 0) {
 		task_run_error(c->tr, NULL, "storage_error",
 		    "cannot send "
 		    "DeleteObjects");
@@ -254,6 +230,8 @@ cleanup_heads(struct cleanup *c)
 {
 	int i;
 
+	/* The batcher waits for our delete while the HEADs are out. */
+	s3batch_hold(worker_deletes(c->tr->w));
 	/* One extra hold, so that c outlives the loop whatever happens. */
 	c->heads_pending = 1;
 	for (i = 0; i < c->ncand; i++) {
@@ -315,17 +293,17 @@ count_value(const char *s)
 }
 
 static void
-cleanup_loaded(
-    void *arg, const struct db_result *res, const struct db_error *err)
+cleanup_loaded(void *arg, const struct job_row *row, const struct db_error *err)
 {
 	struct cleanup	*c = arg;
 	struct task_run *tr = c->tr;
 	const char	*status;
-	int		 rows;
 
 	if (err != NULL) {
+		/* 22P02: not a number; 22003: out of the column's range. */
 		if (err->kind == DB_ERR_QUERY &&
-		    strcmp(err->sqlstate, "22P02") == 0)
+		    (strcmp(err->sqlstate, "22P02") == 0 ||
+			strcmp(err->sqlstate, "22003") == 0))
 			task_run_error(tr, NULL, "job_not_found",
 			    "job_id "
 			    "'%s' is not a valid id for the jobs table: %s",
@@ -341,24 +319,23 @@ cleanup_loaded(
 		cleanup_finish(c, "failed");
 		return;
 	}
-	rows = db_ntuples(res);
-	if (rows == 0) {
+	if (row->nrows == 0) {
 		task_run_error(tr, NULL, "job_not_found",
 		    "job %s was not found", tr->task.job_id);
 		cleanup_finish(c, "failed");
 		return;
 	}
-	if (rows > 1) {
+	if (row->nrows > 1) {
 		task_run_error(tr, NULL, "ambiguous_job",
 		    "job id %s matches %d "
 		    "rows; nothing was deleted",
-		    tr->task.job_id, rows);
+		    tr->task.job_id, row->nrows);
 		cleanup_finish(c, "refused");
 		return;
 	}
-	status = db_value(res, 0, COL_STATUS);
-	c->total_clips = count_value(db_value(res, 0, COL_TOTAL));
-	c->completed_clips = count_value(db_value(res, 0, COL_COMPLETED));
+	status = row->status;
+	c->total_clips = count_value(row->total_clips);
+	c->completed_clips = count_value(row->completed_clips);
 	cJSON_AddStringToObject(tr->result, "job_status", status ? status : "");
 	if (!(status != NULL && strcmp(status, "completed") == 0) &&
 	    !(c->total_clips > 0 && c->completed_clips == c->total_clips)) {
@@ -370,35 +347,25 @@ cleanup_loaded(
 		cleanup_finish(c, "failed");
 		return;
 	}
-	if (cleanup_add_candidate(c, "original_key",
-		db_value(res, 0, COL_ORIGINAL),
-		db_value(res, 0, COL_ORIGINAL_REF)) != 0 ||
-	    cleanup_add_candidate(c, "audio_key", db_value(res, 0, COL_AUDIO),
-		db_value(res, 0, COL_AUDIO_REF)) != 0) {
+	if (cleanup_add_candidate(c, "original_key", row->original_key,
+		row->original_referenced) != 0 ||
+	    cleanup_add_candidate(
+		c, "audio_key", row->audio_key, row->audio_referenced) != 0) {
 		cleanup_finish(c, "refused");
 		return;
 	}
 	cleanup_heads(c);
 }
 
+/* The job's row comes from a lookup shared with the jobs in flight. */
 static void
 job_cleanup_run(struct task_run *tr)
 {
-	const struct config *cfg = worker_config(tr->w);
-	struct cleanup	    *c = xcalloc(1, sizeof(*c));
-	const char	    *params[1] = {tr->task.job_id};
-	char		    *sql;
+	struct cleanup *c = xcalloc(1, sizeof(*c));
 
 	c->tr = tr;
 	tr->kind_state = c;
-	sql = xasprintf(cleanup_sql, cfg->jobs_table, cfg->clips_table);
-	if (db_query(worker_db(tr->w), sql, 1, params, cleanup_loaded, c) !=
-	    0) {
-		task_run_error(
-		    tr, NULL, "database_unavailable", "cannot send the query");
-		cleanup_finish(c, "failed");
-	}
-	free(sql);
+	job_loader_get(worker_jobs(tr->w), tr->task.job_id, cleanup_loaded, c);
 }
 
 const struct task_kind task_kind_job_cleanup = {

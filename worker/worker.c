@@ -11,6 +11,7 @@
 
 #include "b64.h"
 #include "db.h"
+#include "job_loader.h"
 #include "log.h"
 #include "queue.h"
 #include "redis.h"
@@ -40,6 +41,7 @@ struct worker {
 	struct db	     *db;
 	struct s3_client     *s3;
 	struct s3batch	     *dels; /* job deletes, coalesced */
+	struct job_loader    *jobs; /* job lookups, batched */
 	struct task_run_list  runs;
 	int		      inflight;
 	int		      claiming;
@@ -97,6 +99,12 @@ worker_deletes(struct worker *w)
 	return w->dels;
 }
 
+struct job_loader *
+worker_jobs(struct worker *w)
+{
+	return w->jobs;
+}
+
 const struct config *
 worker_config(struct worker *w)
 {
@@ -135,11 +143,20 @@ exit_now(void *arg, int status)
 	struct worker *w = arg;
 	char	       max[24], slow[48];
 
+	unsigned long batches, singles;
+	char	      lookups[64], deletes[64];
+
 	snprintf(max, sizeof(max), "%lld", (long long)(w->lag_max_us / 1000));
 	snprintf(slow, sizeof(slow), "%lld/%lld", (long long)w->lag_slow,
 	    (long long)w->lag_ticks);
+	job_loader_counts(w->jobs, &batches, &singles);
+	snprintf(lookups, sizeof(lookups), "%lu batched, %lu single", batches,
+	    singles);
+	snprintf(deletes, sizeof(deletes), "%zu requests, %zu keys",
+	    s3batch_requests(w->dels), s3batch_keys(w->dels));
 	logkv(LOG_INFO, "stopped", "worker", w->cfg->worker_id,
-	    "max_loop_lag_ms", max, "loop_ticks_late", slow, (char *)NULL);
+	    "max_loop_lag_ms", max, "loop_ticks_late", slow, "job_queries",
+	    lookups, "job_deletes", deletes, (char *)NULL);
 	event_base_loopexit(w->base, NULL);
 }
 
@@ -1076,11 +1093,14 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	s3_client_set_rate(w->s3, cfg->s3_max_rps);
 	s3_client_set_retries(w->s3, cfg->s3_max_attempts, 0);
 	/*
-	 * Concurrent jobs' deletes share DeleteObjects requests, sent when
-	 * full or 2 ms after their first key; alone, a task waits for
-	 * nobody (the next loop turn).
+	 * Concurrent jobs' deletes share DeleteObjects requests: one goes
+	 * out when full, when no other job is about to delete (its HEADs
+	 * out), or 20 ms after its first key.
 	 */
-	w->dels = s3batch_new(base, w->s3, opt->concurrency > 1 ? 2 : 0, 1000);
+	w->dels = s3batch_new(base, w->s3, 20, 1000);
+	/* Job lookups likewise share queries, up to 50 jobs each. */
+	w->jobs = job_loader_new(base, w->db, cfg->jobs_table, cfg->clips_table,
+	    opt->concurrency > 1 ? 1 : 0, 50);
 	return w;
 }
 
@@ -1106,6 +1126,7 @@ worker_free(struct worker *w)
 	 */
 	w->teardown = 1;
 	redis_free(w->claim);
+	job_loader_free(w->jobs);
 	db_free(w->db);
 	s3batch_free(w->dels);
 	s3_client_free(w->s3);

@@ -18,6 +18,7 @@ struct redis;
 struct db;
 struct s3_client;
 struct s3batch;
+struct job_loader;
 
 struct worker_options {
 	int    concurrency;
@@ -77,6 +78,7 @@ struct event_base   *worker_base(struct worker *);
 struct db	    *worker_db(struct worker *);
 struct s3_client    *worker_s3(struct worker *);
 struct s3batch	    *worker_deletes(struct worker *);
+struct job_loader   *worker_jobs(struct worker *);
 const struct config *worker_config(struct worker *);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);
