@@ -391,3 +391,22 @@ queue_reap(struct redis *r, const struct queue_keys *k, const char *self,
 	}
 	return 0;
 }
+
+static const char claim_script[] =
+    "local out = {} "
+    "for i = 1, tonumber(ARGV[1]) do "
+    "local m = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT') "
+    "if not m then break end "
+    "out[i] = m end "
+    "return out";
+
+int
+queue_claim(struct redis *r, const struct queue_keys *k, const char *queue,
+    int max, redis_cb *cb, void *arg)
+{
+	char n[16];
+
+	snprintf(n, sizeof(n), "%d", max < 1 ? 1 : max > 100 ? 100 : max);
+	return redis_cmd(r, cb, arg, "EVAL", claim_script, "2", queue,
+	    k->processing, n, (char *)NULL);
+}

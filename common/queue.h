@@ -3,6 +3,7 @@
 
 #include <stddef.h>
 
+#include "redis.h"
 #include "util.h"
 
 struct redis;
@@ -75,6 +76,15 @@ int queue_retry(struct redis *, const struct queue_keys *, const char *id,
  */
 int queue_move_due(
     struct redis *, const struct queue_keys *, int64_t now_ms) MUST_CHECK;
+
+/*
+ * Claim up to max messages (at most 100) from queue in one round trip:
+ * each moved atomically from the queue's right end to the left of our
+ * processing list, as LMOVE does.  The reply is an array, oldest first,
+ * empty when the queue was.
+ */
+int queue_claim(struct redis *, const struct queue_keys *, const char *queue,
+    int max, redis_cb *, void *arg) MUST_CHECK;
 
 /*
  * Take or renew this worker's lease: the worker id lock (so that two live

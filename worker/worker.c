@@ -690,6 +690,23 @@ claim_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		dispatch(w, s, len, w->qkeys[w->claim_src]);
 		break;
 	}
+	case REDIS_R_ARRAY: { /* queue_claim(): oldest first */
+		size_t i, m = redis_reply_len(reply);
+		if (m == 0) {
+			w->claim_tried++;
+			break;
+		}
+		w->rr = (w->rr + w->claim_tried + 1) % n;
+		w->claim_tried = 0;
+		for (i = 0; i < m; i++) {
+			size_t	    len;
+			const char *s = redis_reply_str(
+			    redis_reply_elem(reply, i), &len);
+			if (s != NULL)
+				dispatch(w, s, len, w->qkeys[w->claim_src]);
+		}
+		break;
+	}
 	case REDIS_R_NIL:
 		w->claim_tried++;
 		break;
@@ -753,10 +770,11 @@ claim_next(struct worker *w)
 		    w->keys.processing, "RIGHT", "LEFT", n > 1 ? "0.5" : "1",
 		    (char *)NULL);
 	} else {
+		/* As many as we have room for, in one round trip. */
 		w->claim_src = (w->rr + w->claim_tried) % n;
 		src = w->qkeys[w->claim_src];
-		rc = redis_cmd(w->claim, claim_reply, w, "LMOVE", src,
-		    w->keys.processing, "RIGHT", "LEFT", (char *)NULL);
+		rc = queue_claim(w->claim, &w->keys, src,
+		    w->opt.concurrency - w->inflight, claim_reply, w);
 	}
 	if (rc == 0)
 		w->claiming = 1;
