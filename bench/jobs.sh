@@ -58,7 +58,9 @@ export CLIPSWEEP_LOG_LEVEL=warn
 psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f sql/schema.sql >/dev/null
 rcli() { redis-cli -u "$REDIS_URL" "$@"; }
 
-MAXJOBS=$((TASKS + RATE * 12))
+IFS=, read -r -a lats <<<"$LATS"
+IFS=, read -r -a concs <<<"$CONCS"
+MAXJOBS=$(( (TASKS * ${#concs[@]} + RATE * 10) * ${#lats[@]} ))
 psql "$DATABASE_URL" -X -q -c "INSERT INTO jobs (id, status, original_key, audio_key)
   SELECT g, 'completed', 'up/' || g || '.mp4', 'audio/' || g || '.mp3'
   FROM generate_series(1, $MAXJOBS) g" >/dev/null
@@ -87,8 +89,6 @@ echo
 echo "| S3 latency | concurrency | tasks/s | wall (s) | worker CPU (s) | worker CPU per task (µs) | peak RSS (MiB) | s3mem CPU (s) |"
 echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
 next=1
-IFS=, read -r -a lats <<<"$LATS"
-IFS=, read -r -a concs <<<"$CONCS"
 for lat in "${lats[@]}"; do
   if [ "$lat" -gt 0 ]; then faults "delay=$lat"; else faults ""; fi
   for c in "${concs[@]}"; do
@@ -98,7 +98,6 @@ for lat in "${lats[@]}"; do
     [ "$lat" -gt 0 ] && [ "$c" -lt 16 ] && n=200
     first=$next last=$((next + n - 1)) next=$((last + 1))
     seed "$first" "$last"
-    rcli DEL clipsweep:results:log >/dev/null
     queue "$first" "$last"
     s0=$(cpu_of "$S3MEM")
     /usr/bin/time -f "%M %e %U %S" -o "$SVC_DIR/time" \
@@ -106,11 +105,31 @@ for lat in "${lats[@]}"; do
       >>"$SVC_DIR/worker.log" 2>&1
     s1=$(cpu_of "$S3MEM")
     read -r rss wall user sys <"$SVC_DIR/time"
-    ok=$(rcli XRANGE clipsweep:results:log - + | grep -c '"status":"ok"' || true)
-    [ "$ok" -eq "$n" ] || echo "WARNING: $ok of $n results ok" >&2
+    # Every task ended ok: the last one's result, and no object left.
+    [ "$(rcli GET "clipsweep:result:t$last" | grep -c '"status":"ok"')" = 1 ] ||
+      echo "WARNING: task t$last did not end ok" >&2
     awk -v lat="$lat" -v c="$c" -v n="$n" -v w="$wall" -v u="$user" -v s="$sys" \
       -v r="$rss" -v s3="$(echo "$s1 - $s0" | bc)" 'BEGIN {
       printf "| %d ms | %d | %.0f | %.2f | %.2f | %.0f | %.1f | %.2f |\n",
         lat, c, n / w, w, u + s, (u + s) * 1e6 / n, r / 1024, s3 }'
   done
+done
+
+echo
+echo "### Latency: $RATE tasks/s for 10 s into a running worker (concurrency 256)"
+echo
+echo "| S3 latency | rate (tasks/s) | sent | results | p50 (ms) | p99 (ms) | max (ms) |"
+echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+for lat in "${lats[@]}"; do
+  if [ "$lat" -gt 0 ]; then faults "delay=$lat"; else faults ""; fi
+  n=$((RATE * 10))
+  first=$next last=$((next + n - 1)) next=$((last + 1))
+  seed "$first" "$last"
+  build/worker/clipsweep-worker --queues jobs --concurrency 256 >>"$SVC_DIR/worker.log" 2>&1 &
+  W=$!
+  sleep 0.5
+  out=$(/usr/bin/python3 bench/latency.py 127.0.0.1 "$REDIS_PORT" "$RATE" 10 "$first" || true)
+  kill -TERM "$W"; wait "$W" || true
+  echo "$out" | awk -v lat="$lat" -v rate="$RATE" '{
+    printf "| %d ms | %d | %d | %d | %.1f | %.1f | %.1f |\n", lat, rate, $2, $4, $6, $8, $10 }'
 done

@@ -1113,9 +1113,9 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	/*
 	 * Concurrent jobs' deletes share DeleteObjects requests: one goes
 	 * out when full, when no other job is about to delete (its HEADs
-	 * out), or 20 ms after its first key.
+	 * out), or 5 ms after its first key.
 	 */
-	w->dels = s3batch_new(base, w->s3, 20, 1000);
+	w->dels = s3batch_new(base, w->s3, 5, 1000);
 	/* Job lookups likewise share queries, up to 50 jobs each. */
 	w->jobs = job_loader_new(base, w->db, cfg->jobs_table, cfg->clips_table,
 	    opt->concurrency > 1 ? 1 : 0, 50);
