@@ -78,14 +78,19 @@ struct sweep_run {
 	char		*sql;
 	char		 days[24];
 
-	struct sweep_merge *m;
-	struct db_cursor   *cur;
-	int		    cur_ready;
-	int		    db_pending;
-	int		    db_done;
-	char		   *token;
-	int		    list_pending;
-	int		    list_done;
+	struct sweep_merge  *m;
+	struct db_cursor    *cur;
+	int		     cur_ready;
+	int		     db_pending;
+	int		     db_done;
+	char		    *token;
+	int		     list_pending;
+	int		     list_done;
+	int		     want_objects; /* the merge waits for a page */
+	struct sweep_object *ahead;	   /* the next page, listed early */
+	size_t		     nahead;
+	int		     ahead_last;
+	int		     have_ahead;
 
 	struct sweep_counts  plan;
 	struct sweep_counts  exec;
@@ -108,6 +113,8 @@ struct sweep_run {
 };
 
 static void sweep_step(struct sweep_run *);
+static void ahead_free(struct sweep_run *);
+static void list_next(struct sweep_run *);
 static void sweep_pass_begin(struct sweep_run *);
 
 /* Stop the sweep: nothing further is listed, fetched or deleted. */
@@ -235,6 +242,7 @@ sweep_free(struct sweep_run *s)
 	free(s->scan_prefix);
 	free(s->sub_prefix);
 	free(s->token);
+	ahead_free(s);
 	free(s->sql);
 	free(s);
 }
@@ -438,8 +446,34 @@ sweep_verdict(void *arg, const struct sweep_object *o, enum sweep_reason r)
 
 /* Listing. */
 
-static void list_next(struct sweep_run *);
 
+static void
+ahead_free(struct sweep_run *s)
+{
+	size_t i;
+
+	for (i = 0; i < s->nahead; i++)
+		free((char *)s->ahead[i].key);
+	free(s->ahead);
+	s->ahead = NULL;
+	s->nahead = 0;
+	s->have_ahead = 0;
+}
+
+static void
+feed(struct sweep_run *s, const struct sweep_object *objs, size_t n, int last)
+{
+	s->want_objects = 0;
+	if (sweep_merge_add_objects(s->m, objs, n, last) != 0)
+		sweep_abort(s, s->deleted > 0 ? "partial" : "failed",
+		    "listing_invalid", "%s", sweep_merge_error(s->m));
+}
+
+/*
+ * One page ahead: the next page is asked for as soon as the last one
+ * arrives, so the listing's round trips overlap the merge and the
+ * database, and waits in ahead until the merge wants it.
+ */
 static void
 list_done(
     void *arg, const struct s3_list_page *page, const struct s3_error *err)
@@ -460,7 +494,7 @@ list_done(
 		return;
 	}
 	n = s3_list_page_count(page);
-	objs = xcalloc(n, sizeof(*objs));
+	objs = xcalloc(n > 0 ? n : 1, sizeof(*objs));
 	for (i = 0; i < n; i++) {
 		const struct s3_object *o = s3_list_page_object(page, i);
 		objs[i].key = o->key;
@@ -472,9 +506,17 @@ list_done(
 	free(s->token);
 	s->token = last ? NULL : xstrdup(s3_list_page_next_token(page));
 	s->list_done = last;
-	if (sweep_merge_add_objects(s->m, objs, n, last) != 0)
-		sweep_abort(s, s->deleted > 0 ? "partial" : "failed",
-		    "listing_invalid", "%s", sweep_merge_error(s->m));
+	if (s->want_objects)
+		feed(s, objs, n, last);
+	else {
+		for (i = 0; i < n; i++)
+			objs[i].key = xstrndup(objs[i].key, objs[i].key_len);
+		s->ahead = objs;
+		s->nahead = n;
+		s->ahead_last = last;
+		s->have_ahead = 1;
+		objs = NULL;
+	}
 	free(objs);
 	sweep_step(s);
 }
@@ -482,7 +524,8 @@ list_done(
 static void
 list_next(struct sweep_run *s)
 {
-	if (s->stopping)
+	if (s->stopping || s->list_pending || s->have_ahead || s->list_done ||
+	    s->deletes_inflight >= DELETES_IN_FLIGHT)
 		return;
 	s->list_pending = 1;
 	if (s3_list(worker_s3(s->w), s->scan_prefix, s->token, NULL, PAGE_KEYS,
@@ -670,12 +713,28 @@ sweep_step(struct sweep_run *s)
 	}
 	if (!s->cur_ready)
 		return; /* the cursor is opening */
+	list_next(s);	/* keep a page coming */
 	sweep_progress(s, 0);
 	switch ((st = sweep_merge_run(s->m))) {
 	case SWEEP_NEED_OBJECTS:
+		if (s->have_ahead) {
+			struct sweep_object *objs = s->ahead;
+			size_t		     n = s->nahead;
+			int		     last = s->ahead_last;
+
+			s->ahead = NULL;
+			s->nahead = 0;
+			s->have_ahead = 0;
+			feed(s, objs, n, last);
+			while (n > 0)
+				free((char *)objs[--n].key);
+			free(objs);
+			sweep_step(s);
+			return;
+		}
 		/* Deleting is the slow part: list no further ahead of it. */
-		if (!s->list_pending && s->deletes_inflight < DELETES_IN_FLIGHT)
-			list_next(s);
+		s->want_objects = 1;
+		list_next(s);
 		break;
 	case SWEEP_NEED_REFS:
 		if (!s->db_pending)
@@ -715,6 +774,7 @@ sweep_pass_begin(struct sweep_run *s)
 	s->cur_ready = 0;
 	free(s->token);
 	s->token = NULL;
+	ahead_free(s);
 	s->list_done = s->db_done = 0;
 	s->db_pending = 1;
 	s->cur = db_cursor_open(
