@@ -80,6 +80,9 @@ struct http {
 	double	      tokens; /* token bucket, at most max(1, rate) */
 	int64_t	      tokens_us;
 	struct event *rate_ev;
+	CURL	    **idle_easy; /* handles kept for reuse */
+	int	      nidle_easy;
+	int	      idle_cap;
 	int	      busy;   /* inside our event callbacks */
 	int	      doomed; /* http_free() while busy */
 };
@@ -304,7 +307,10 @@ http_setup_easy(struct http *h, struct http_request *r)
 {
 	CURL *e;
 
-	if ((e = r->easy = curl_easy_init()) == NULL)
+	if (h->nidle_easy > 0) {
+		e = r->easy = h->idle_easy[--h->nidle_easy];
+		curl_easy_reset(e);
+	} else if ((e = r->easy = curl_easy_init()) == NULL)
 		return -1;
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
 	curl_easy_setopt(e, CURLOPT_URL, r->url);
@@ -361,6 +367,28 @@ http_classify(CURLcode rc, const struct http_request *r)
 	}
 }
 
+/*
+ * A finished request's easy handle is kept for the next request (reset,
+ * its allocations reused) rather than freed: one fewer curl_easy_init()
+ * per request.
+ */
+static void
+http_easy_keep(struct http_request *r)
+{
+	struct http *h = r->http;
+
+	if (r->easy == NULL || h == NULL || h->doomed ||
+	    h->nidle_easy >= h->max_inflight)
+		return;
+	if (h->nidle_easy == h->idle_cap) {
+		h->idle_cap = h->idle_cap > 0 ? h->idle_cap * 2 : 16;
+		h->idle_easy = xrealloc(
+		    h->idle_easy, (size_t)h->idle_cap * sizeof(*h->idle_easy));
+	}
+	h->idle_easy[h->nidle_easy++] = r->easy;
+	r->easy = NULL;
+}
+
 /* Call the done callback once, then free the request. */
 static void
 http_finish(struct http_request *r, enum http_fail fail, const char *error)
@@ -380,6 +408,7 @@ http_finish(struct http_request *r, enum http_fail fail, const char *error)
 	resp.req = r;
 	if (r->done != NULL)
 		r->done(r->done_arg, &resp);
+	http_easy_keep(r);
 	http_request_free(r);
 }
 
@@ -753,6 +782,9 @@ http_really_free(struct http *h)
 	http_cancel_list(&h->failed);
 	h->ninflight = h->nqueued = 0;
 	curl_multi_cleanup(h->multi);
+	while (h->nidle_easy > 0)
+		curl_easy_cleanup(h->idle_easy[--h->nidle_easy]);
+	free(h->idle_easy);
 	while ((s = LIST_FIRST(&h->socks)) != NULL)
 		http_sock_free(s);
 	event_free(h->timer_ev);
