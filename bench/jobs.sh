@@ -44,15 +44,17 @@ svc_init
 svc_start_redis >/dev/null
 svc_start_postgres >/dev/null
 S3LOG=$SVC_DIR/logs/s3mem.log
+# The server checks every request's signature, as a real one does.
+AK=benchkey SK=bench-secret
 build/tests/s3mem/s3mem --listen 127.0.0.1:0 --ready-file "$SVC_DIR/s3mem.port" \
-  --bucket cloud-cube 2>"$S3LOG" &
+  --access-key "$AK" --secret-key "$SK" --bucket cloud-cube 2>"$S3LOG" &
 S3MEM=$!
 for _ in $(seq 1 100); do [ -s "$SVC_DIR/s3mem.port" ] && break; sleep 0.05; done
 S3URL="http://127.0.0.1:$(cat "$SVC_DIR/s3mem.port")"
 trap 'kill $S3MEM 2>/dev/null || true' EXIT
 
 export CLIPSWEEP_REDIS_URL=$REDIS_URL CLIPSWEEP_DATABASE_URL=$DATABASE_URL
-export CLOUDCUBE_ACCESS_KEY_ID=bench CLOUDCUBE_SECRET_ACCESS_KEY=bench
+export CLOUDCUBE_ACCESS_KEY_ID=$AK CLOUDCUBE_SECRET_ACCESS_KEY=$SK
 export CLOUDCUBE_URL=$S3URL/cloud-cube/cube
 export CLIPSWEEP_LOG_LEVEL=warn
 psql "$DATABASE_URL" -X -q -v ON_ERROR_STOP=1 -f sql/schema.sql >/dev/null
@@ -70,9 +72,14 @@ seed() { # FIRST LAST: the objects of jobs FIRST..LAST
   awk -v a="$1" -v b="$2" 'BEGIN { for (i = a; i <= b; i++)
     printf "cube/up/%d.mp4\t1000\t1000000000\ncube/audio/%d.mp3\t100\t1000000000\n", i, i }' \
     >"$SVC_DIR/seed"
-  curl -sf --data-binary @"$SVC_DIR/seed" "$S3URL/cloud-cube?s3mem-seed=" >/dev/null
+  s3post "$S3URL/cloud-cube?s3mem-seed=" "$SVC_DIR/seed"
 }
-faults() { curl -sf --data-binary "$1" "$S3URL/?s3mem-faults=" >/dev/null; }
+s3post() { # URL FILE: a signed POST of FILE
+  curl -sf --aws-sigv4 aws:amz:us-east-1:s3 --user "$AK:$SK" \
+    -H "x-amz-content-sha256: $(sha256sum <"$2" | cut -c1-64)" \
+    --data-binary @"$2" "$1" >/dev/null
+}
+faults() { printf '%s' "$1" >"$SVC_DIR/faults"; s3post "$S3URL/?s3mem-faults=" "$SVC_DIR/faults"; }
 cpu_of() { # PID: user+system CPU seconds so far
   awk '{ printf "%.2f\n", ($14 + $15) / 100 }' "/proc/$1/stat"
 }
