@@ -57,42 +57,12 @@ RANDOM=$SEED
 
 # ------------------------------------------------------------------ TAP
 
-N=0
-FAILED=0
-ok() { # STATUS DESCRIPTION
-  N=$((N + 1))
-  if [ "$1" -eq 0 ]; then
-    echo "ok $N - $2"
-  else
-    echo "not ok $N - $2"
-    FAILED=$((FAILED + 1))
-  fi
-}
-is() { # GOT WANT DESCRIPTION
-  if [ "$1" == "$2" ]; then
-    ok 0 "$3"
-  else
-    ok 1 "$3"
-    printf '#   got:  %s\n#   want: %s\n' "$1" "$2"
-  fi
-}
-at_least() { # GOT MIN DESCRIPTION
-  if [[ $1 =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ]; then
-    ok 0 "$3"
-  else
-    ok 1 "$3"
-    printf '#   got:  %s\n#   want: at least %s\n' "$1" "$2"
-  fi
-}
-diag() { printf '# %s\n' "$*"; }
+# shellcheck source=tests/tap.sh
+. "$ROOT/tests/tap.sh"
 bail() {
   echo "Bail out! $*"
-  FAILED=$((FAILED + 1))
+  T_FAILED=$((T_FAILED + 1))
   exit 1
-}
-skip_all() {
-  echo "1..0 # SKIP $*"
-  exit 0
 }
 
 for p in redis-server redis-cli psql curl; do
@@ -126,7 +96,7 @@ svc_on_exit_hook() {
   for i in "${!W_PID[@]}"; do
     [ -n "${W_PID[$i]}" ] && kill -KILL "${W_PID[$i]}" 2>/dev/null
   done
-  if [ "$FAILED" -gt 0 ] || [ "$1" -ne 0 ]; then
+  if [ "$T_FAILED" -gt 0 ] || [ "$1" -ne 0 ]; then
     CLIPSWEEP_KEEP_SVC=1
     echo "# logs and data kept in $SVC_DIR (worker logs in $T); rerun with CHAOS_SEED=$SEED"
   fi
@@ -699,7 +669,7 @@ print(json.dumps(f, sort_keys=True))
   pg_stops "$PG_STOPS" pg_down_ms "$PG_DOWN_MS" freezes "$FREEZES" freezes_in_sweeps "$FREEZE_SWEEPS" \
   redeliveries "${REDELIVERED:-0}" \
   redelivery_dead "${REDELIVERY_DEAD:-0}" s3_requests "${S3_REQUESTS:-0}" \
-  s3_faults "${FAULTS_FIRED:-0}" results_dropped "$dropped" passed "$((FAILED == 0))")
+  s3_faults "${FAULTS_FIRED:-0}" results_dropped "$dropped" passed "$((T_FAILED == 0))")
 fig() { "$PY" -c 'import json,sys; v=json.loads(sys.argv[1])[sys.argv[2]]; print(v if not isinstance(v, dict) else ", ".join(f"{k} {n}" for k, n in v.items()) or "none")' "$report" "$1"; }
 diag "---- figures (seed $SEED)"
 diag "tasks: $(fig tasks) ($(fig job_tasks) job_cleanup, $(fig sweeps) retention_sweep); run $(((RUN_MS + 500) / 1000)) s, all in $(((NOW - T_START + 500) / 1000)) s"
@@ -714,12 +684,12 @@ diag "results logged $(fig results_logged), of which final $(fig final_results_l
 diag "objects: $(fig objects_before) before, $(fig objects_after) after, $(fig objects_deleted) deleted; must-keep kept $(fig must_keep_kept) of $(fig must_keep)"
 [ -z "${CHAOS_REPORT:-}" ] || echo "$report" >>"$CHAOS_REPORT"
 
-if [ "$FAILED" -gt 0 ]; then
+if [ "$T_FAILED" -gt 0 ]; then
   for u in "${UNEXPECTED[@]+"${UNEXPECTED[@]}"}"; do diag "stopped on its own: $u"; done
   grep -l '"level":"error"' "${ALL_LOGS[@]}" 2>/dev/null | head -n 3 | while read -r f; do
     diag "----- $f (error lines and the 10 before each)"
     grep -B 10 '"level":"error"' "$f" | tail -n 40 | sed 's/^/# /'
   done
 fi
-echo "1..$N"
-[ "$FAILED" -eq 0 ]
+echo "1..$T_N"
+[ "$T_FAILED" -eq 0 ]

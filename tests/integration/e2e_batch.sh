@@ -51,6 +51,8 @@ single=${q#*, }; single=${single%% single}
 ok "$([ "$batched" -ge 1 ] && [ "$single" -le 8 ] && echo 0 || echo 1)" \
   "55 jobs took $batched batched queries and $single single ones"
 reqs=${d%% requests*}
-ok "$([ "$reqs" -ge 1 ] && [ "$reqs" -le 10 ] && echo 0 || echo 1)" \
-  "and their deletes $reqs DeleteObjects requests"
+# How many share one depends on the server's pace (a request waits at
+# most 5 ms for company); one per job would be 50.
+ok "$([ "$reqs" -ge 1 ] && [ "$reqs" -le 30 ] && echo 0 || echo 1)" \
+  "and the 50 jobs' deletes $reqs DeleteObjects requests"
 done_testing

@@ -8,8 +8,6 @@
 
 set -uo pipefail
 
-T_N=0
-T_FAILED=0
 T_NAME=$(basename "$0" .sh)
 T_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BIN=${CLIPSWEEP_BUILD:?CLIPSWEEP_BUILD must point at the build directory}
@@ -19,69 +17,12 @@ AWS=/usr/bin/aws
 T_TMP=$(mktemp -d "/tmp/clipsweep-$T_NAME.XXXXXX")
 T_PIDS=()
 
-skip_all() {
-  echo "1..0 # SKIP $*"
-  exit 0
-}
+# shellcheck source=tests/tap.sh
+. "$T_ROOT/tests/tap.sh"
 
 for v in REDIS_URL DATABASE_URL S3_ENDPOINT; do
   [ -n "${!v:-}" ] || skip_all "$v is not set (run through scripts/test)"
 done
-
-ok() { # STATUS DESCRIPTION
-  T_N=$((T_N + 1))
-  if [ "$1" -eq 0 ]; then
-    echo "ok $T_N - $2"
-  else
-    echo "not ok $T_N - $2"
-    T_FAILED=$((T_FAILED + 1))
-  fi
-}
-
-check() { # DESCRIPTION COMMAND...
-  local d=$1 rc=0
-  shift
-  "$@" >/dev/null 2>&1 || rc=$?
-  ok "$rc" "$d"
-}
-
-is() { # GOT WANT DESCRIPTION
-  if [ "$1" == "$2" ]; then
-    ok 0 "$3"
-  else
-    ok 1 "$3"
-    printf '#   got:  %s\n#   want: %s\n' "$1" "$2"
-  fi
-}
-
-like() { # GOT SUBSTRING DESCRIPTION
-  if [[ "$1" == *"$2"* ]]; then
-    ok 0 "$3"
-  else
-    ok 1 "$3"
-    printf '#   got:  %s\n#   missing: %s\n' "$1" "$2"
-  fi
-}
-
-one_of() { # GOT "WORD WORD..." DESCRIPTION
-  local w
-  for w in $2; do
-    if [ "$1" == "$w" ]; then
-      ok 0 "$3"
-      return
-    fi
-  done
-  ok 1 "$3"
-  printf '#   got:  %s\n#   want one of: %s\n' "$1" "$2"
-}
-
-diag() { printf '# %s\n' "$*"; }
-
-done_testing() {
-  echo "1..$T_N"
-  [ "$T_FAILED" -eq 0 ] && [ "$T_N" -gt 0 ]
-  exit $?
-}
 
 cleanup() {
   local p
