@@ -207,13 +207,30 @@ static const char requeue_script[] =
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then "
     "redis.call('RPUSH', KEYS[2], ARGV[1]) return 1 end return 0";
 
+/*
+ * Once every unfinished task is back in its queue, give up the lease too,
+ * unless a finished task's acknowledgement is still to be sent: then the
+ * lease must lapse on its own, so that the reaper returns that message.
+ */
 static void
 requeued(struct redis *r, const struct redis_reply *reply, void *arg)
 {
-	struct worker *w = arg;
+	struct worker	*w = arg;
+	struct task_run *tr;
+	int		 unacked = 0;
 
-	if (--w->requeue_pending == 0 && !w->teardown)
-		exit_now(w, 0);
+	if (--w->requeue_pending > 0 || w->teardown)
+		return;
+	TAILQ_FOREACH(tr, &w->runs, entry)
+	if (!tr->returned)
+		unacked++;
+	if (unacked == 0 && w->locked && !w->exiting) {
+		w->exiting = 1;
+		if (queue_lease_release(
+			w->cmd, &w->keys, w->lock_token, exit_now, w) == 0)
+			return;
+	}
+	exit_now(w, 0);
 }
 
 static void

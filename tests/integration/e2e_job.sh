@@ -165,6 +165,8 @@ is "$(rcli LRANGE "$NS:queue:jobs" 0 -1)" '{"type":"job_cleanup","id":"slow-1","
   "the unfinished task is back in its queue, unchanged"
 is "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" 0 "and out of the processing list"
 is "$(rcli EXISTS "$NS:result:slow-1")" 0 "no result was published for it"
+is "$(rcli EXISTS "$NS:worker:$CLIPSWEEP_WORKER_ID")$(rcli ZSCORE "$NS:leases" "$CLIPSWEEP_WORKER_ID")" 0 \
+  "the worker gave up its id lock and its lease"
 start_worker --drain
 wait "$WORKER_PID"
 is "$(rcli GET "$NS:result:slow-1" | json status)" ok "the next worker runs it"
