@@ -13,17 +13,8 @@
 # 256); enqueue-to-result latency is finished_at minus enqueued_at of each
 # result.  --latency-ms adds that delay to every S3 request (s3mem fault
 # rule "delay=N"), as a real region would.  Prints Markdown tables.
-set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-. scripts/lib/services.sh
-clipsweep_deps
-command -v /usr/bin/time >/dev/null || {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
-}
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 TASKS=20000
 CONCS=1,16,256

@@ -10,17 +10,8 @@
 # since 80% orphans is above the default delete ratio), with the worker's
 # peak RSS (GNU time's %M), wall time and CPU time, and checks that the
 # kept objects are all still there afterwards.
-set -euo pipefail
-
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$ROOT"
-. scripts/lib/services.sh
-clipsweep_deps
-command -v /usr/bin/time >/dev/null || {
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q time >/dev/null
-}
-[ -f build/build.ninja ] || meson setup build >/dev/null
-ninja -C build >/dev/null
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(10000 100000 1000000)
