@@ -11,6 +11,7 @@
 
 #include "b64.h"
 #include "db.h"
+#include "http.h"
 #include "job_loader.h"
 #include "log.h"
 #include "queue.h"
@@ -1078,7 +1079,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	struct timeval	tv = {0, 0};
 	struct timeval	reap_tv = {0, REAP_INTERVAL_MS * 1000};
 	struct timeval	lag_tv = {0, LAG_TICK_MS * 1000};
-	int		renew_ms;
+	int		renew_ms, inflight;
 	size_t		i;
 
 	w->base = base;
@@ -1127,6 +1128,16 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->s3 = s3_client_new(base, &cfg->storage, &creds);
 	s3_client_set_rate(w->s3, cfg->s3_max_rps);
 	s3_client_set_retries(w->s3, cfg->s3_max_attempts, 0);
+	/*
+	 * Every job in flight may have two HEADs out at once: let them, so
+	 * that a high-latency store does not queue them; 64 at least (a
+	 * sweep's listing and deletes), 512 at most (file descriptors).
+	 */
+	inflight = opt->concurrency * 2 + 8;
+	inflight = inflight < HTTP_MAX_INFLIGHT ? HTTP_MAX_INFLIGHT
+	    : inflight > 512			? 512
+						: inflight;
+	s3_client_set_limits(w->s3, 0, inflight);
 	/*
 	 * Concurrent jobs' deletes share DeleteObjects requests: one goes
 	 * out when full, when no other job is about to delete (its HEADs
