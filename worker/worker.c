@@ -1131,11 +1131,12 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	/*
 	 * Every job in flight may have two HEADs out at once: let them, so
 	 * that a high-latency store does not queue them; 64 at least (a
-	 * sweep's listing and deletes), 512 at most (file descriptors).
+	 * sweep's listing and deletes), 256 at most: each costs a connection,
+	 * and curl looks through them for every request.
 	 */
 	inflight = opt->concurrency * 2 + 8;
 	inflight = inflight < HTTP_MAX_INFLIGHT ? HTTP_MAX_INFLIGHT
-	    : inflight > 512			? 512
+	    : inflight > 256			? 256
 						: inflight;
 	s3_client_set_limits(w->s3, 0, inflight);
 	/*
