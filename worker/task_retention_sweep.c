@@ -446,7 +446,6 @@ sweep_verdict(void *arg, const struct sweep_object *o, enum sweep_reason r)
 
 /* Listing. */
 
-
 static void
 ahead_free(struct sweep_run *s)
 {
