@@ -11,11 +11,13 @@ sql "INSERT INTO $SCHEMA.jobs (id, status, original_key, audio_key)
   FROM generate_series(100, 149) g" || exit 1
 sql "INSERT INTO $SCHEMA.jobs (id, status, original_key) VALUES (150, 'rendering', 'up/150.mp4')"
 sql "INSERT INTO $SCHEMA.clips (id, job_id, status, key) VALUES (1, 150, 'rendering', 'clips/150/1.mp4')"
-seed=$T_TMP/seed
+# 101 objects in one upload (one put-object each took about a minute).
+keys=()
 for i in $(seq 100 150); do
-  put_object "$CUBE/up/$i.mp4" >/dev/null
-  [ "$i" -lt 150 ] && put_object "$CUBE/audio/$i.mp3" >/dev/null
+  keys+=("$CUBE/up/$i.mp4")
+  [ "$i" -lt 150 ] && keys+=("$CUBE/audio/$i.mp3")
 done
+put_objects "${keys[@]}" || { echo "Bail out! cannot seed the objects"; exit 1; }
 
 push() { rcli LPUSH "$NS:queue:jobs" "{\"type\":\"job_cleanup\",\"id\":\"$1\",\"job_id\":\"$2\"}" >/dev/null; }
 for i in $(seq 100 149); do push "b-$i" "$i"; done

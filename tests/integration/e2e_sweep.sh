@@ -89,8 +89,9 @@ is "$(f deleted_count)" 0 "a second sweep deletes nothing"
 
 # --- orph/: 98% orphans must be refused unless forced.
 sql "INSERT INTO $SCHEMA.jobs (id, status, original_key) VALUES (10, 'uploading', 'orph/keep.mp4')"
-put_object "$CUBE/orph/keep.mp4"
-for i in $(seq 1 49); do put_object "$CUBE/orph/o$i"; done
+keys=("$CUBE/orph/keep.mp4")
+for i in $(seq 1 49); do keys+=("$CUBE/orph/o$i"); done
+put_objects "${keys[@]}" || { echo "Bail out! cannot seed orph/"; exit 1; }
 sweep '"prefix":"orph/","min_age_hours":0'
 is "$(f status)" refused "98% orphans: refused"
 like "$(f refused_reason)" "delete ratio 98.0%" "and says why"

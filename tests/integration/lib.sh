@@ -77,6 +77,26 @@ put_object() {
   s3api put-object --bucket cloud-cube --key "$1" --body "$f" >/dev/null
 }
 
+# put_objects KEY...: put_object KEY for each KEY (with put_object's default
+# content), in one `aws s3 cp --recursive`.  One aws process costs about
+# half a second, so seed more than a handful of objects with this.  Keys
+# must be usable as relative paths: no leading, doubled or trailing /,
+# no . or .. part.
+put_objects() {
+  local dir k rc=0
+  dir=$(mktemp -d "$T_TMP/objects.XXXXXX") || return 1
+  for k in "$@"; do
+    mkdir -p "$dir/$(dirname "$k")" &&
+      printf '%s' "data for $k" >"$dir/$k" || { rc=1; break; }
+  done
+  if [ "$rc" -eq 0 ]; then
+    env -u AWS_CA_BUNDLE "$AWS" --endpoint-url "$S3_ENDPOINT" s3 cp \
+      --recursive --quiet --no-guess-mime-type "$dir" s3://cloud-cube/ || rc=$?
+  fi
+  rm -rf "$dir"
+  return "$rc"
+}
+
 # list_keys [PREFIX]: every key under the prefix, one per line, sorted.
 list_keys() {
   s3api list-objects-v2 --bucket cloud-cube --prefix "${1:-$CUBE/}" \
@@ -130,7 +150,8 @@ wait_for() {
 }
 
 # sweep JSON-FIELDS: push a retention sweep (fields after type and id) and
-# wait up to a minute for its final result, left in R.  f FIELD reads R.
+# wait up to a minute for its final result, left in R (at once when the
+# worker started by start_worker has died).  f FIELD reads R.
 SWEEP_SEQ=0
 sweep() {
   SWEEP_SEQ=$((SWEEP_SEQ + 1))
@@ -141,6 +162,10 @@ sweep() {
   for i in $(seq 1 600); do
     R=$(rcli GET "$NS:result:$id")
     [ -n "$R" ] && return 0
+    # A dead worker answers nothing: fail now, not after a minute.
+    if [ -n "${WORKER_PID:-}" ] && ! kill -0 "$WORKER_PID" 2>/dev/null; then
+      return 1
+    fi
     sleep 0.1
   done
   return 1

@@ -41,6 +41,8 @@
 #include "util.h"
 
 #define MAX_COLS 8
+/* Our backends, among those of the suites that share the server. */
+#define TEST_APP "clipsweep-test-db"
 
 struct reply {
 	int		   done;
@@ -959,7 +961,7 @@ test_cursor_stream(void)
 	run_for(100);
 	query_wait(db, &r,
 	    "select count(*) from pg_stat_activity where "
-	    "backend_type = 'client backend' and "
+	    "application_name = '" TEST_APP "' and "
 	    "(state like 'idle in transaction%' or query like 'FETCH%')",
 	    0, NULL);
 	is_str(r.values[0], "0", "no backend left in a transaction");
@@ -1027,10 +1029,14 @@ check_pool_clean(struct db *db, unsigned long connects, const char *what)
 	run_for(50);
 	query_wait(db, &r,
 	    "select count(*) from pg_stat_activity where "
-	    "backend_type = 'client backend' and "
+	    "application_name = '" TEST_APP "' and "
 	    "state like 'idle in transaction%'",
 	    0, NULL);
 	is_str(r.values[0], "0", "%s: the pool works, nothing left open", what);
+	reply_clear(&r);
+	query_wait(
+	    db, &r, "select current_setting('application_name')", 0, NULL);
+	is_str(r.values[0], TEST_APP, "%s: our backends are told apart", what);
 	db_get_stats(db, &st);
 	if (connects > 0)
 		is_int(st.connects, connects, "%s: connections kept", what);
@@ -1118,7 +1124,8 @@ test_cursor_terminated(void)
 	t0 = mono_us();
 	query_wait(db, &r,
 	    "select pg_terminate_backend(pid) from pg_stat_activity "
-	    "where query like 'FETCH%' and state = 'active'",
+	    "where query like 'FETCH%' and state = 'active' and "
+	    "application_name = '" TEST_APP "'",
 	    0, NULL);
 	is_str(r.values[0], "t", "its backend terminated");
 	(void)run_until(&s.closed, 1, 5000);
@@ -1339,6 +1346,11 @@ main(void)
 		printf("1..0 # SKIP no DATABASE_URL\n");
 		return 0;
 	}
+	/*
+	 * Other suites share this server: look only at our own backends
+	 * (libpq's default application_name, over the pool's fallback).
+	 */
+	setenv("PGAPPNAME", TEST_APP, 1);
 	log_init("test_db", stderr);
 	if ((base = event_base_new()) == NULL)
 		fatal("event_base_new");
