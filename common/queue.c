@@ -317,7 +317,8 @@ static const char reap_script[] =
     "local ok, d = pcall(cjson.decode, m) "
     "if not ok or type(d) ~= 'table' then d = {} end "
     "local q = ns .. ':queue:jobs' "
-    "if d.type == 'retention_sweep' then q = ns .. ':queue:sweeps' end "
+    "if d.type == 'retention_sweep' or d.type == 'sweep_shard' then "
+    "q = ns .. ':queue:sweeps' end "
     "local n = 0 "
     "if type(d.id) == 'string' then "
     "local ck = ns .. ':redelivered:' .. d.id "
@@ -409,4 +410,142 @@ queue_claim(struct redis *r, const struct queue_keys *k, const char *queue,
 	snprintf(n, sizeof(n), "%d", max < 1 ? 1 : max > 100 ? 100 : max);
 	return redis_cmd(r, cb, arg, "EVAL", claim_script, "2", queue,
 	    k->processing, n, (char *)NULL);
+}
+
+/* Sharded sweeps (docs/PROTOCOL.md). */
+
+char *
+queue_sweep_key(const struct queue_keys *k, const char *sweep_id)
+{
+	return xasprintf("%s:sweep:%s", k->ns, sweep_id);
+}
+
+/*
+ * Acknowledge raw and, in the same transaction, set fields of the sweep's
+ * state (after deleting it, with reset) and push messages to the right
+ * end of the queue, where the next claim takes them.
+ *
+ * KEYS: processing, state, queue.
+ * ARGV: raw, reset, TTL, 2 * number of fields, field, value, ..., messages.
+ */
+static const char spawn_script[] =
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end "
+    "if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end "
+    "local nf = tonumber(ARGV[4]) "
+    "for i = 5, 4 + nf, 2 do "
+    "redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end "
+    "redis.call('EXPIRE', KEYS[2], ARGV[3]) "
+    "for i = 5 + nf, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end "
+    "return 1";
+
+int
+queue_sweep_spawn(struct redis *r, const struct queue_keys *k,
+    const char *sweep_id, int reset, const char *const *fields, size_t nfields,
+    const char *raw, size_t rawlen, const char *const *msgs, size_t nmsgs,
+    queue_done_cb *cb, void *arg)
+{
+	size_t		  argc = 10 + 2 * nfields + nmsgs, i, a = 0;
+	const char	**argv = xcalloc(argc, sizeof(*argv));
+	size_t		 *lens = xcalloc(argc, sizeof(*lens));
+	char		 *state = queue_sweep_key(k, sweep_id);
+	char		  ttl[16], nf[16];
+	struct queue_txn *t;
+	int		  rc;
+
+	snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
+	snprintf(nf, sizeof(nf), "%zu", 2 * nfields);
+	argv[a++] = "EVAL";
+	argv[a++] = spawn_script;
+	argv[a++] = "3";
+	argv[a++] = k->processing;
+	argv[a++] = state;
+	argv[a++] = k->sweeps;
+	argv[a++] = raw;
+	argv[a++] = reset ? "1" : "0";
+	argv[a++] = ttl;
+	argv[a++] = nf;
+	for (i = 0; i < 2 * nfields; i++)
+		argv[a++] = fields[i];
+	for (i = 0; i < nmsgs; i++)
+		argv[a++] = msgs[i];
+	for (i = 0; i < argc; i++)
+		lens[i] = i == 6 ? rawlen : strlen(argv[i]);
+	t = txn_new(cb, arg);
+	rc = redis_cmd_argv(r, queue_ack_reply, t, (int)argc, argv, lens);
+	free(state);
+	free(argv);
+	free(lens);
+	if (rc != 0) {
+		free(t);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Record one shard's report.  A message from an earlier run of the sweep
+ * (another run token) is acknowledged and forgotten: -1.  A message no
+ * longer ours records nothing: 0.  Otherwise the report is stored and, if
+ * others are still missing, the message acknowledged: 1.  The shard that
+ * completes the phase is not acknowledged here; it gets 2 and every
+ * report (the plans, then for execute the executions), and must close the
+ * phase in a transaction of its own that acknowledges it.  A failed shard
+ * also sets "stop", which shards not yet started honour.
+ *
+ * KEYS: processing, state.
+ * ARGV: raw, run, phase, index, shards, report, failed, TTL.
+ */
+static const char record_script[] =
+    "if redis.call('HGET', KEYS[2], 'run') ~= ARGV[2] then "
+    "redis.call('LREM', KEYS[1], 1, ARGV[1]) return {-1} end "
+    "if not redis.call('LPOS', KEYS[1], ARGV[1]) then return {0} end "
+    "local f = ARGV[3] .. ':' .. ARGV[4] "
+    "if redis.call('HSET', KEYS[2], f, ARGV[6]) == 1 then "
+    "redis.call('HINCRBY', KEYS[2], ARGV[3] .. '_done', 1) end "
+    "if ARGV[7] == '1' then redis.call('HSETNX', KEYS[2], 'stop', f) end "
+    "redis.call('EXPIRE', KEYS[2], ARGV[8]) "
+    "local n = tonumber(ARGV[5]) "
+    "if tonumber(redis.call('HGET', KEYS[2], ARGV[3] .. '_done')) < n then "
+    "redis.call('LREM', KEYS[1], 1, ARGV[1]) return {1} end "
+    "local out = {2} "
+    "for i = 0, n - 1 do "
+    "out[#out + 1] = redis.call('HGET', KEYS[2], 'plan:' .. i) or '' end "
+    "if ARGV[3] == 'execute' then for i = 0, n - 1 do "
+    "out[#out + 1] = redis.call('HGET', KEYS[2], 'execute:' .. i) or '' "
+    "end end "
+    "return out";
+
+int
+queue_shard_record(struct redis *r, const struct queue_keys *k,
+    const char *sweep_id, const char *run, const char *phase, int index,
+    int shards, const char *report, int failed, const char *raw, size_t rawlen,
+    redis_cb *cb, void *arg)
+{
+	char	   *state = queue_sweep_key(k, sweep_id);
+	char	    ttl[16], idx[16], n[16];
+	const char *argv[13];
+	size_t	    lens[13];
+	int	    i, rc;
+
+	snprintf(ttl, sizeof(ttl), "%d", QUEUE_RESULT_TTL_S);
+	snprintf(idx, sizeof(idx), "%d", index);
+	snprintf(n, sizeof(n), "%d", shards);
+	argv[0] = "EVAL";
+	argv[1] = record_script;
+	argv[2] = "2";
+	argv[3] = k->processing;
+	argv[4] = state;
+	argv[5] = raw;
+	argv[6] = run;
+	argv[7] = phase;
+	argv[8] = idx;
+	argv[9] = n;
+	argv[10] = report;
+	argv[11] = failed ? "1" : "0";
+	argv[12] = ttl;
+	for (i = 0; i < 13; i++)
+		lens[i] = i == 5 ? rawlen : strlen(argv[i]);
+	rc = redis_cmd_argv(r, cb, arg, 13, argv, lens);
+	free(state);
+	return rc;
 }

@@ -115,4 +115,29 @@ typedef void queue_reaped_cb(
 int queue_reap(struct redis *, const struct queue_keys *, const char *self,
     int max_redeliveries, queue_reaped_cb *, void *arg) MUST_CHECK;
 
+/* Sharded sweeps: the state hash <ns>:sweep:<sweep id>; caller frees. */
+char *queue_sweep_key(const struct queue_keys *, const char *sweep_id);
+
+/*
+ * Acknowledge raw and, atomically, set the sweep's state fields (nfields
+ * name/value pairs; with reset, on a fresh hash) and push msgs onto
+ * <ns>:queue:sweeps where the next claim takes them first.
+ */
+int queue_sweep_spawn(struct redis *, const struct queue_keys *,
+    const char *sweep_id, int reset, const char *const *fields, size_t nfields,
+    const char *raw, size_t rawlen, const char *const *msgs, size_t nmsgs,
+    queue_done_cb *, void *arg) MUST_CHECK;
+
+/*
+ * Record a shard's report for phase ("plan" or "execute").  The reply is
+ * an array: {-1} the message belongs to an earlier run of the sweep and
+ * was dropped; {0} it is no longer ours; {1} recorded and acknowledged;
+ * {2, plan reports..., [execute reports...]} recorded, this shard was the
+ * last of the phase and must close it (its message is not acknowledged).
+ */
+int queue_shard_record(struct redis *, const struct queue_keys *,
+    const char *sweep_id, const char *run, const char *phase, int index,
+    int shards, const char *report, int failed, const char *raw, size_t rawlen,
+    redis_cb *, void *arg) MUST_CHECK;
+
 #endif

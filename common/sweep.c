@@ -23,6 +23,7 @@ struct sweep_merge {
 	size_t		     nrefs, ri;
 	int		     refs_last;
 
+	char		   *after, *upto; /* the shard's range, or NULL */
 	struct buf	    last_obj, last_ref;
 	int		    have_last_obj, have_last_ref;
 	struct sweep_counts counts;
@@ -99,6 +100,8 @@ sweep_merge_free(struct sweep_merge *m)
 	buf_free(&m->last_ref);
 	free(m->cube_prefix);
 	free(m->scan_prefix);
+	free(m->after);
+	free(m->upto);
 	free(m);
 }
 
@@ -143,6 +146,28 @@ check_order(struct sweep_merge *m, struct buf *last, int *have, const char *key,
 	return 0;
 }
 
+void
+sweep_merge_set_range(
+    struct sweep_merge *m, const char *after, const char *upto)
+{
+	free(m->after);
+	free(m->upto);
+	m->after = after != NULL ? xstrdup(after) : NULL;
+	m->upto = upto != NULL ? xstrdup(upto) : NULL;
+}
+
+/* Is the relative key inside the range (after, upto]? */
+static int
+in_range(const struct sweep_merge *m, const char *rel, size_t len)
+{
+	if (m->after != NULL &&
+	    key_cmp(rel, len, m->after, strlen(m->after)) <= 0)
+		return 0;
+	if (m->upto != NULL && key_cmp(rel, len, m->upto, strlen(m->upto)) > 0)
+		return 0;
+	return 1;
+}
+
 int
 sweep_merge_add_objects(
     struct sweep_merge *m, const struct sweep_object *o, size_t n, int last)
@@ -162,6 +187,12 @@ sweep_merge_add_objects(
 			    "the listing returned '%.200s', "
 			    "which is not under the scanned prefix '%s'",
 			    o[i].key, m->scan_prefix);
+		if (!in_range(
+			m, o[i].key + m->cube_len, o[i].key_len - m->cube_len))
+			return merge_fail(m,
+			    "the listing returned '%.200s', which is outside "
+			    "the shard's key range",
+			    o[i].key);
 		if (check_order(m, &m->last_obj, &m->have_last_obj, o[i].key,
 			o[i].key_len, "the listing") != 0)
 			return -1;
@@ -190,6 +221,11 @@ sweep_merge_add_refs(
 		if (check_order(m, &m->last_ref, &m->have_last_ref, r[i].key,
 			r[i].key_len, "the database stream") != 0)
 			return -1;
+		if (!in_range(m, r[i].key, r[i].key_len))
+			return merge_fail(m,
+			    "the database returned '%.200s', which is outside "
+			    "the shard's key range",
+			    r[i].key);
 		m->refs[i] = r[i];
 		m->refs[i].key = xstrndup(r[i].key, r[i].key_len);
 		m->nrefs = i + 1;

@@ -76,6 +76,12 @@ struct sweep_merge *sweep_merge_new(const char *cube_prefix,
     const char *scan_prefix, int64_t young_after_ms, sweep_verdict_cb *,
     void *arg);
 void		    sweep_merge_free(struct sweep_merge *);
+/*
+ * Limit a shard's merge to the keys (relative to the cube) in
+ * (after, upto]; NULL is unbounded.  A key outside fails the merge.
+ */
+void sweep_merge_set_range(
+    struct sweep_merge *, const char *after, const char *upto);
 
 /* Copy one listing page in; last marks the end of the listing. */
 int sweep_merge_add_objects(struct sweep_merge *, const struct sweep_object *,

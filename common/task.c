@@ -52,6 +52,7 @@ static const struct field retention_sweep_fields[] = {
     {"dry_run", F_BOOL, 0, 0},
     {"force", F_BOOL, 0, 0},
     {"prefix", F_STRING, 0, 0},
+    {"shards", F_COUNT, 0, TASK_MAX_SHARDS},
     {"enqueued_at", F_ANY_TIME, 0, 0},
     {"attempt", F_COUNT, 0, TASK_MAX_ATTEMPT},
     {"first_attempt_at", F_COUNT, 0, 1LL << 50},
@@ -59,9 +60,33 @@ static const struct field retention_sweep_fields[] = {
     {NULL, 0, 0, 0},
 };
 
+/* Made by the worker that splits a sweep; see docs/PROTOCOL.md. */
+static const struct field sweep_shard_fields[] = {
+    {"type", F_STRING, 1, 0},
+    {"id", F_STRING, 1, 0},
+    {"sweep_id", F_STRING, 1, 0},
+    {"run", F_STRING, 1, 0},
+    {"phase", F_STRING, 1, 0},
+    {"shard", F_COUNT, 1, TASK_MAX_SHARDS - 1},
+    {"shards", F_COUNT, 1, TASK_MAX_SHARDS},
+    {"after", F_STRING, 0, 0},
+    {"upto", F_STRING, 0, 0},
+    {"young_after_ms", F_COUNT, 1, 1LL << 50},
+    {"started_ms", F_COUNT, 1, 1LL << 50},
+    {"planned_candidates", F_COUNT, 0, 1LL << 50},
+    {"retention_days", F_COUNT, 1, 3650},
+    {"min_age_hours", F_COUNT, 1, 24 * 3650},
+    {"dry_run", F_BOOL, 0, 0},
+    {"force", F_BOOL, 0, 0},
+    {"prefix", F_STRING, 0, 0},
+    {"enqueued_at", F_ANY_TIME, 0, 0},
+    {NULL, 0, 0, 0},
+};
+
 static const struct type_spec type_specs[] = {
     {"job_cleanup", TASK_JOB_CLEANUP, job_cleanup_fields},
     {"retention_sweep", TASK_RETENTION_SWEEP, retention_sweep_fields},
+    {"sweep_shard", TASK_SWEEP_SHARD, sweep_shard_fields},
 };
 
 static int PRINTF_LIKE(3, 4)
@@ -166,6 +191,74 @@ parse_id_field(const cJSON *v, struct task *t, struct task_error *err)
 	return 0;
 }
 
+/* Where a string field goes; NULL for type, id (the envelope's). */
+static char **
+string_slot(struct task *t, const char *name)
+{
+	if (strcmp(name, "prefix") == 0)
+		return &t->prefix;
+	if (strcmp(name, "sweep_id") == 0)
+		return &t->shard.sweep_id;
+	if (strcmp(name, "run") == 0)
+		return &t->shard.run;
+	if (strcmp(name, "after") == 0)
+		return &t->shard.after;
+	if (strcmp(name, "upto") == 0)
+		return &t->shard.upto;
+	return NULL;
+}
+
+static int
+parse_string(const struct field *f, const char *v, struct task *t,
+    struct task_error *err)
+{
+	const char *why;
+	char	  **slot;
+
+	if (strcmp(f->name, "phase") == 0) {
+		if (strcmp(v, "plan") != 0 && strcmp(v, "execute") != 0)
+			return reject(err, "invalid_field",
+			    "field 'phase' must be \"plan\" or \"execute\"");
+		t->shard.phase = v[0] == 'p' ? SHARD_PLAN : SHARD_EXECUTE;
+		return 0;
+	}
+	if ((slot = string_slot(t, f->name)) == NULL)
+		return 0;
+	if (strcmp(f->name, "prefix") == 0 &&
+	    (why = key_unsafe_reason(v, strlen(v))) != NULL)
+		return reject(
+		    err, "invalid_field", "field 'prefix' is unsafe: %s", why);
+	if ((strcmp(f->name, "sweep_id") == 0 || strcmp(f->name, "run") == 0) &&
+	    !text_ok(v, TASK_ID_MAX))
+		return reject(err, "invalid_field",
+		    "field '%s' must be 1 to %d printable characters", f->name,
+		    TASK_ID_MAX);
+	if (strlen(v) > 1024)
+		return reject(err, "invalid_field",
+		    "field '%s' is longer than 1024 bytes", f->name);
+	*slot = xstrdup(v);
+	return 0;
+}
+
+/* Where a number field goes, but for attempt and shard (ints). */
+static int64_t *
+count_slot(struct task *t, const char *name)
+{
+	if (strcmp(name, "retention_days") == 0)
+		return &t->retention_days;
+	if (strcmp(name, "min_age_hours") == 0)
+		return &t->min_age_hours;
+	if (strcmp(name, "shards") == 0)
+		return &t->shards;
+	if (strcmp(name, "young_after_ms") == 0)
+		return &t->shard.young_after_ms;
+	if (strcmp(name, "started_ms") == 0)
+		return &t->shard.started_ms;
+	if (strcmp(name, "planned_candidates") == 0)
+		return &t->shard.planned;
+	return &t->first_attempt_at;
+}
+
 static int
 parse_field(const struct field *f, const cJSON *v, struct task *t,
     struct task_error *err)
@@ -177,17 +270,7 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 			    "field '%s' must be "
 			    "a string",
 			    f->name);
-		if (strcmp(f->name, "prefix") == 0) {
-			const char *why = key_unsafe_reason(
-			    v->valuestring, strlen(v->valuestring));
-			if (why != NULL)
-				return reject(err, "invalid_field",
-				    "field "
-				    "'prefix' is unsafe: %s",
-				    why);
-			t->prefix = xstrdup(v->valuestring);
-		}
-		return 0;
+		return parse_string(f, v->valuestring, t, err);
 	case F_BOOL:
 		if (!cJSON_IsBool(v))
 			return reject(err, "invalid_field",
@@ -207,14 +290,12 @@ parse_field(const struct field *f, const cJSON *v, struct task *t,
 			    "field '%s' must be "
 			    "an integer from 0 to %lld",
 			    f->name, (long long)f->max);
-		if (strcmp(f->name, "retention_days") == 0)
-			t->retention_days = (int64_t)v->valuedouble;
-		else if (strcmp(f->name, "min_age_hours") == 0)
-			t->min_age_hours = (int64_t)v->valuedouble;
-		else if (strcmp(f->name, "attempt") == 0)
+		if (strcmp(f->name, "attempt") == 0)
 			t->attempt = (int)v->valuedouble;
+		else if (strcmp(f->name, "shard") == 0)
+			t->shard.index = (int)v->valuedouble;
 		else
-			t->first_attempt_at = (int64_t)v->valuedouble;
+			*count_slot(t, f->name) = (int64_t)v->valuedouble;
 		return 0;
 	case F_HISTORY:
 		if (!cJSON_IsArray(v) ||
@@ -275,20 +356,23 @@ parse_envelope(const cJSON *root, struct task *t, struct task_error *err,
     const struct type_spec **specp)
 {
 	const cJSON *id, *type;
-	size_t	     i;
+	size_t	     i, idmax;
 
+	type = cJSON_GetObjectItemCaseSensitive(root, "type");
+	idmax = cJSON_IsString(type) &&
+		strcmp(type->valuestring, "sweep_shard") == 0
+	    ? TASK_SHARD_ID_MAX
+	    : TASK_ID_MAX;
 	id = cJSON_GetObjectItemCaseSensitive(root, "id");
 	if (id != NULL) {
-		if (!cJSON_IsString(id) ||
-		    !text_ok(id->valuestring, TASK_ID_MAX))
+		if (!cJSON_IsString(id) || !text_ok(id->valuestring, idmax))
 			return reject(err, "invalid_field",
 			    "field 'id' must be "
-			    "1 to %d printable characters",
-			    TASK_ID_MAX);
+			    "1 to %zu printable characters",
+			    idmax);
 		strlcpy_(t->id, id->valuestring, sizeof(t->id));
 		strlcpy_(err->id, id->valuestring, sizeof(err->id));
 	}
-	type = cJSON_GetObjectItemCaseSensitive(root, "type");
 	if (type == NULL)
 		return reject(err, "missing_field", "field 'type' is required");
 	if (!cJSON_IsString(type))
@@ -329,7 +413,7 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 
 	memset(t, 0, sizeof(*t));
 	memset(err, 0, sizeof(*err));
-	t->retention_days = t->min_age_hours = -1;
+	t->retention_days = t->min_age_hours = t->shards = -1;
 	t->attempt = 1;
 	if (len > TASK_MAX_BYTES)
 		return reject(err, "too_large",
@@ -391,6 +475,21 @@ task_parse(const char *raw, size_t len, struct task *t, struct task_error *err)
 		goto out;
 	if (t->attempt < 1)
 		t->attempt = 1;
+	if (t->shards == 0) {
+		reject(err, "invalid_field",
+		    "field 'shards' must be an integer from 1 to %d",
+		    TASK_MAX_SHARDS);
+		goto out;
+	}
+	if (t->type == TASK_SWEEP_SHARD)
+		t->shard.count = (int)t->shards;
+	if (t->type == TASK_SWEEP_SHARD &&
+	    (t->shard.count < 2 || t->shard.index >= t->shard.count)) {
+		reject(err, "invalid_field",
+		    "field 'shard' must be below 'shards', and 'shards' at "
+		    "least 2");
+		goto out;
+	}
 	if (t->id[0] == '\0') {
 		uuid_v4(t->id);
 		t->id_assigned = 1;
@@ -408,6 +507,11 @@ task_free(struct task *t)
 {
 	free(t->job_id);
 	free(t->prefix);
+	free(t->shard.sweep_id);
+	free(t->shard.run);
+	free(t->shard.after);
+	free(t->shard.upto);
+	memset(&t->shard, 0, sizeof(t->shard));
 	cJSON_Delete(t->enqueued_at);
 	cJSON_Delete(t->history);
 	t->history = NULL;

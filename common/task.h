@@ -12,10 +12,34 @@ struct cJSON;
 #define TASK_ID_MAX	 128
 #define TASK_JOB_ID_MAX	 128
 #define TASK_MAX_ATTEMPT 100
+#define TASK_MAX_SHARDS	 256
+/* A shard's id is its sweep's id plus ":plan:255" or ":execute:255". */
+#define TASK_SHARD_ID_MAX (TASK_ID_MAX + 16)
 
 enum task_type {
 	TASK_JOB_CLEANUP,
 	TASK_RETENTION_SWEEP,
+	TASK_SWEEP_SHARD, /* made by workers, never by producers */
+};
+
+enum shard_phase { SHARD_PLAN, SHARD_EXECUTE };
+
+/*
+ * One key range of a sharded sweep (docs/PROTOCOL.md, Sharded sweeps).
+ * after and upto are keys relative to the cube: the shard covers
+ * (after, upto], NULL meaning unbounded.
+ */
+struct task_shard {
+	char		*sweep_id;
+	char		*run; /* the sweep's run token */
+	enum shard_phase phase;
+	int		 index;
+	int		 count;
+	char		*after;
+	char		*upto;
+	int64_t		 young_after_ms; /* the sweep's min-age cutoff */
+	int64_t		 started_ms;	 /* when the sweep started */
+	int64_t		 planned;	 /* execute: this range's plan */
 };
 
 /*
@@ -23,17 +47,19 @@ enum task_type {
  * them.  Optional numbers are -1 when absent.
  */
 struct task {
-	enum task_type type;
-	const char    *type_name;
-	char	       id[TASK_ID_MAX + 1];
-	int	       id_assigned; /* the message had no id */
-	char	      *job_id;
-	int	       dry_run;
-	int	       force;
-	int64_t	       retention_days;
-	int64_t	       min_age_hours;
-	char	      *prefix;
-	struct cJSON  *enqueued_at; /* echoed back as given */
+	enum task_type	  type;
+	const char	 *type_name;
+	char		  id[TASK_SHARD_ID_MAX + 1];
+	int		  id_assigned; /* the message had no id */
+	char		 *job_id;
+	int		  dry_run;
+	int		  force;
+	int64_t		  retention_days;
+	int64_t		  min_age_hours;
+	char		 *prefix;
+	int64_t		  shards; /* retention_sweep: key ranges, -1 absent */
+	struct task_shard shard;  /* sweep_shard */
+	struct cJSON	 *enqueued_at; /* echoed back as given */
 	/* Kept by the worker across retries (docs/PROTOCOL.md, Retries). */
 	int	      attempt;		/* 1 for the first run */
 	int64_t	      first_attempt_at; /* ms since the epoch, 0 if unset */
@@ -48,7 +74,7 @@ struct task {
 struct task_error {
 	const char *code;
 	char	    message[256];
-	char	    id[TASK_ID_MAX + 1];
+	char	    id[TASK_SHARD_ID_MAX + 1];
 };
 
 /*

@@ -1,6 +1,6 @@
 /*
  * clipsweep sweep [--retention-days N] [--min-age-hours H] [--prefix P]
- *     [--dry-run] [--force [--yes]] [--wait[=SECONDS]] [--json]
+ *     [--shards N] [--dry-run] [--force [--yes]] [--wait[=SECONDS]] [--json]
  *
  * Enqueue a retention sweep.  --force turns off the worker's delete-ratio
  * guard, so a real forced sweep is enqueued only after the user types
@@ -29,6 +29,7 @@ struct sweep_opts {
 	int64_t	    retention_days; /* -1: the worker's default */
 	int64_t	    min_age_hours;  /* -1: the worker's default */
 	const char *prefix;	    /* NULL: the whole cube prefix */
+	int64_t	    shards;	    /* -1: unsharded */
 	int	    dry_run;
 	int	    force;
 	int	    yes;
@@ -53,6 +54,9 @@ sweep_help(const struct client *c)
 	       "(0 to %d;\n"
 	       "                      worker default 24)\n"
 	       "  --prefix P          sweep only P under the cube prefix\n"
+	       "  --shards N          split into N key ranges that workers "
+	       "sweep at once\n"
+	       "                      (1 to %d)\n"
 	       "  --dry-run           report what would be deleted, delete "
 	       "nothing\n"
 	       "  --force             turn off the worker's delete-ratio "
@@ -67,25 +71,25 @@ sweep_help(const struct client *c)
 	       "  --json              one JSON line on stdout: the result, or "
 	       "the task\n",
 	    c->keys.sweeps, RETENTION_DAYS_MAX, MIN_AGE_HOURS_MAX,
-	    SWEEP_CONFIRM_WORD, SWEEP_WAIT_S);
+	    TASK_MAX_SHARDS, SWEEP_CONFIRM_WORD, SWEEP_WAIT_S);
 	return 0;
 }
 
-/* A whole number from 0 to max, digits only: no sign, space or unit. */
+/* A whole number from min to max, digits only: no sign, space or unit. */
 static int
 sweep_parse_count(const char *opt, const char *unit, const char *arg,
-    int64_t max, int64_t *out)
+    int64_t min, int64_t max, int64_t *out)
 {
 	char	 *end;
 	long long v;
 
 	errno = 0;
 	v = arg[0] >= '0' && arg[0] <= '9' ? strtoll(arg, &end, 10) : -1;
-	if (v < 0 || errno != 0 || *end != '\0' || v > max) {
+	if (v < min || errno != 0 || *end != '\0' || v > max) {
 		fprintf(stderr,
-		    "clipsweep sweep: %s takes a whole number of %s from 0 "
-		    "to %lld, not '%s'\n",
-		    opt, unit, (long long)max, arg);
+		    "clipsweep sweep: %s takes a whole number of %s from "
+		    "%lld to %lld, not '%s'\n",
+		    opt, unit, (long long)min, (long long)max, arg);
 		return -1;
 	}
 	*out = v;
@@ -112,6 +116,8 @@ sweep_build(const char *id, const struct sweep_opts *o)
 		cJSON_AddBoolToObject(m, "force", 1);
 	if (o->prefix != NULL)
 		cJSON_AddStringToObject(m, "prefix", o->prefix);
+	if (o->shards >= 0)
+		cJSON_AddNumberToObject(m, "shards", (double)o->shards);
 	format_time_ms(now_ms(), ts, sizeof(ts));
 	cJSON_AddStringToObject(m, "enqueued_at", ts);
 	s = cJSON_PrintUnformatted(m);
@@ -222,6 +228,9 @@ sweep_progress_line(const cJSON *p, struct buf *line)
 	int	     exec = cJSON_IsString(phase) &&
 	    strcmp(phase->valuestring, "execute") == 0;
 
+	if (num_field(p, "shards") > 0)
+		buf_addf(line, "shard %.0f/%.0f ", num_field(p, "shard") + 1,
+		    num_field(p, "shards"));
 	buf_addf(line, "%s: %s objects scanned, %s candidates",
 	    exec ? "deleting" : "planning",
 	    client_fmt_count(num_field(p, "scanned"), a, sizeof(a)),
@@ -242,6 +251,7 @@ sweep_getopt(
 	    {"retention-days", required_argument, NULL, 'r'},
 	    {"min-age-hours", required_argument, NULL, 'a'},
 	    {"prefix", required_argument, NULL, 'p'},
+	    {"shards", required_argument, NULL, 's'},
 	    {"dry-run", no_argument, NULL, 'n'},
 	    {"force", no_argument, NULL, 'f'},
 	    {"yes", no_argument, NULL, 'y'},
@@ -256,18 +266,23 @@ sweep_getopt(
 		switch (ch) {
 		case 'r':
 			if (sweep_parse_count("--retention-days", "days",
-				optarg, RETENTION_DAYS_MAX,
+				optarg, 0, RETENTION_DAYS_MAX,
 				&o->retention_days) != 0)
 				return EX_USAGE;
 			break;
 		case 'a':
 			if (sweep_parse_count("--min-age-hours", "hours",
-				optarg, MIN_AGE_HOURS_MAX,
+				optarg, 0, MIN_AGE_HOURS_MAX,
 				&o->min_age_hours) != 0)
 				return EX_USAGE;
 			break;
 		case 'p':
 			o->prefix = optarg;
+			break;
+		case 's':
+			if (sweep_parse_count("--shards", "key ranges", optarg,
+				1, TASK_MAX_SHARDS, &o->shards) != 0)
+				return EX_USAGE;
 			break;
 		case 'n':
 			o->dry_run = 1;
@@ -308,7 +323,8 @@ sweep_getopt(
 static int
 sweep_exec(struct client *c, int argc, char **argv)
 {
-	struct sweep_opts  o = {.retention_days = -1, .min_age_hours = -1};
+	struct sweep_opts o = {
+	    .retention_days = -1, .min_age_hours = -1, .shards = -1};
 	struct client_task ct = {.queue = c->keys.sweeps,
 	    .type = "retention_sweep",
 	    .progress = sweep_progress_line};
@@ -340,6 +356,7 @@ sweep_exec(struct client *c, int argc, char **argv)
 const struct cmd_entry cmd_sweep_entry = {
     .name = "sweep",
     .usage = "[--retention-days N] [--min-age-hours H] [--prefix P] "
-	     "[--dry-run] [--force [--yes]] [--wait[=SECONDS]] [--json]",
+	     "[--shards N] [--dry-run] [--force [--yes]] [--wait[=SECONDS]] "
+	     "[--json]",
     .exec = sweep_exec,
 };

@@ -194,6 +194,7 @@ print_sweep_result(const cJSON *r)
 {
 	const char  *refused = str_field(r, "refused_reason");
 	const char  *prefix = str_field(r, "scan_prefix");
+	const cJSON *shards = cJSON_GetObjectItemCaseSensitive(r, "shards");
 	const cJSON *w;
 
 	print_headline(r);
@@ -207,6 +208,8 @@ print_sweep_result(const cJSON *r)
 		printf("  %-12s %s\n  %-12s nothing was deleted\n",
 		    "REFUSED:", refused, "");
 	printf("  %-12s %s\n", "prefix", prefix ? prefix : "?");
+	if (cJSON_IsNumber(shards))
+		printf("  %-12s %d key ranges\n", "shards", shards->valueint);
 	print_sweep_counts(r);
 	print_breakdown(r, "candidates_by_reason", "by reason");
 	print_breakdown(r, "candidates_by_prefix", "by prefix");

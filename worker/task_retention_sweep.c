@@ -22,6 +22,7 @@
 #include "log.h"
 #include "s3.h"
 #include "sweep.h"
+#include "sweep_run.h"
 #include "worker.h"
 
 #define PAGE_KEYS	       1000
@@ -57,65 +58,11 @@ static const char refs_sql[] =
     "coalesce(j.status, '') NOT IN ('completed', 'failed', 'cancelled'), "
     "false, false FROM %1$s j "
     "WHERE j.audio_key IS NOT NULL"
-    ") r GROUP BY key ORDER BY key COLLATE \"C\"";
-
-struct delete_batch {
-	struct sweep_run *s;
-	char		**keys;
-	int64_t		 *sizes;
-	size_t		  n;
-};
-
-struct sweep_run {
-	struct task_run *tr;
-	struct worker	*w;
-	int		 executing;
-	char		*scan_prefix; /* full: cube + sub-prefix */
-	char		*sub_prefix;  /* relative to the cube */
-	int64_t		 retention_days;
-	int64_t		 min_age_hours;
-	int64_t		 young_after_ms;
-	char		*sql;
-	char		 days[24];
-
-	struct sweep_merge  *m;
-	struct db_cursor    *cur;
-	int		     cur_ready;
-	int		     db_pending;
-	int		     db_done;
-	char		    *token;
-	int		     list_pending;
-	int		     list_done;
-	int		     want_objects; /* the merge waits for a page */
-	struct sweep_object *ahead;	   /* the next page, listed early */
-	size_t		     nahead;
-	int		     ahead_last;
-	int		     have_ahead;
-
-	struct sweep_counts  plan;
-	struct sweep_counts  exec;
-	struct delete_batch *batch;
-	int		     deletes_inflight;
-	int64_t		     deleted;
-	int64_t		     deleted_bytes;
-	int64_t		     delete_errors;
-	int64_t		     exec_candidates;
-
-	int	    stopping; /* abort: finish when idle */
-	const char *final_status;
-	char	   *refused_reason;
-	cJSON	   *by_prefix;
-	int	    nprefixes;
-	cJSON	   *samples;
-	cJSON	   *deleted_sample;
-	cJSON	   *warnings;
-	int64_t	    last_progress_ms;
-};
+    ") r %3$s GROUP BY key ORDER BY key COLLATE \"C\"";
 
 static void sweep_step(struct sweep_run *);
 static void ahead_free(struct sweep_run *);
 static void list_next(struct sweep_run *);
-static void sweep_pass_begin(struct sweep_run *);
 
 /* Stop the sweep: nothing further is listed, fetched or deleted. */
 static void PRINTF_LIKE(4, 5) sweep_abort(struct sweep_run *s,
@@ -152,7 +99,7 @@ mb(int64_t bytes)
 	return (double)(int64_t)((double)bytes / 10485.76 + 0.5) / 100.0;
 }
 
-static void
+void
 sweep_report(struct sweep_run *s)
 {
 	struct task_run		  *tr = s->tr;
@@ -220,8 +167,8 @@ sweep_report(struct sweep_run *s)
 	}
 }
 
-static void
-sweep_free(struct sweep_run *s)
+void
+sweep_run_free(struct sweep_run *s)
 {
 	sweep_merge_free(s->m);
 	if (s->cur != NULL)
@@ -244,6 +191,18 @@ sweep_free(struct sweep_run *s)
 	free(s->token);
 	ahead_free(s);
 	free(s->sql);
+	free(s->list_after);
+	free(s->list_upto);
+	if (s->waiting_cursor)
+		worker_cursor_cancel(s->w, s);
+	if (s->has_cursor)
+		worker_cursor_done(s->w);
+	if (s->shard_ev != NULL)
+		event_free(s->shard_ev);
+	free(s->shard_report);
+	while (s->nspawn > 0)
+		cJSON_free(s->spawn[--s->nspawn]);
+	free(s->spawn);
 	free(s);
 }
 
@@ -254,14 +213,18 @@ sweep_idle(const struct sweep_run *s)
 	return !s->list_pending && !s->db_pending && s->deletes_inflight == 0;
 }
 
-static void
-sweep_finish(struct sweep_run *s, const char *status)
+void
+sweep_run_end(struct sweep_run *s, const char *status)
 {
 	struct task_run *tr = s->tr;
 
+	if (s->shard != NULL) {
+		sweep_shard_pass_done(s, status);
+		return;
+	}
 	sweep_report(s);
 	tr->kind_state = NULL;
-	sweep_free(s);
+	sweep_run_free(s);
 	task_run_finish(tr, status);
 }
 
@@ -279,8 +242,13 @@ sweep_progress(struct sweep_run *s, int force)
 	sweep_merge_counts(s->m, &now);
 	c = &now;
 	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "id", s->tr->task.id);
+	cJSON_AddStringToObject(
+	    o, "id", s->shard != NULL ? s->shard->sweep_id : s->tr->task.id);
 	cJSON_AddStringToObject(o, "type", "retention_sweep");
+	if (s->shard != NULL) {
+		cJSON_AddNumberToObject(o, "shard", s->shard->index);
+		cJSON_AddNumberToObject(o, "shards", s->shard->count);
+	}
 	cJSON_AddStringToObject(o, "phase", s->executing ? "execute" : "plan");
 	cJSON_AddNumberToObject(o, "scanned", (double)c->scanned);
 	cJSON_AddNumberToObject(o, "candidates", (double)c->candidates);
@@ -493,15 +461,21 @@ list_done(
 		return;
 	}
 	n = s3_list_page_count(page);
+	last = !s3_list_page_truncated(page);
 	objs = xcalloc(n > 0 ? n : 1, sizeof(*objs));
 	for (i = 0; i < n; i++) {
 		const struct s3_object *o = s3_list_page_object(page, i);
+
+		if (s->list_upto != NULL && strcmp(o->key, s->list_upto) > 0) {
+			n = i; /* the next shard's: this one is listed */
+			last = 1;
+			break;
+		}
 		objs[i].key = o->key;
 		objs[i].key_len = o->key_len;
 		objs[i].size = o->size;
 		objs[i].last_modified_ms = o->last_modified_ms;
 	}
-	last = !s3_list_page_truncated(page);
 	free(s->token);
 	s->token = last ? NULL : xstrdup(s3_list_page_next_token(page));
 	s->list_done = last;
@@ -527,8 +501,9 @@ list_next(struct sweep_run *s)
 	    s->deletes_inflight >= DELETES_IN_FLIGHT)
 		return;
 	s->list_pending = 1;
-	if (s3_list(worker_s3(s->w), s->scan_prefix, s->token, NULL, PAGE_KEYS,
-		list_done, s) != 0) {
+	if (s3_list(worker_s3(s->w), s->scan_prefix, s->token,
+		s->token == NULL ? s->list_after : NULL, PAGE_KEYS, list_done,
+		s) != 0) {
 		s->list_pending = 0;
 		sweep_abort(s, "failed", "storage_error",
 		    "cannot list: the S3 "
@@ -659,6 +634,34 @@ db_opened(void *arg, struct db_cursor *cur, const struct db_result *res,
 
 /* The passes. */
 
+/*
+ * The guards on a finished plan (a shard closing the plan phase has put
+ * the sums of every shard's plan in s->plan).  Adds the warnings; returns
+ * why the sweep must not run, or NULL.
+ */
+const char *
+sweep_guard_plan(struct sweep_run *s, char *buf, size_t len)
+{
+	const struct sweep_counts *c = &s->plan;
+	double			   max = worker_config(s->w)->max_delete_ratio;
+	const char		  *why;
+
+	if (c->db_keys > 0 && c->scanned > 0 &&
+	    c->db_keys_matched * 10 < c->db_keys)
+		cJSON_AddItemToArray(s->warnings,
+		    cJSON_CreateString("fewer than 10% of the keys the "
+				       "database refers to are in the "
+				       "listing: check how keys are stored"));
+	why = sweep_guard(c, max, s->tr->task.force, buf, len);
+	if (why == NULL && s->tr->task.force && c->scanned > 0 &&
+	    (double)c->candidates / (double)c->scanned > max)
+		cJSON_AddItemToArray(s->warnings,
+		    cJSON_CreateString("the delete ratio is above the limit; "
+				       "running because the "
+				       "task has force"));
+	return why;
+}
+
 static void
 sweep_plan_done(struct sweep_run *s)
 {
@@ -666,30 +669,18 @@ sweep_plan_done(struct sweep_run *s)
 	const char *why;
 
 	sweep_merge_counts(s->m, &s->plan);
-	if (s->plan.db_keys > 0 && s->plan.scanned > 0 &&
-	    s->plan.db_keys_matched * 10 < s->plan.db_keys)
-		cJSON_AddItemToArray(s->warnings,
-		    cJSON_CreateString(
-			"fewer than 10% of the keys the database refers to are "
-			"in "
-			"the listing: check how keys are stored"));
-	why = sweep_guard(&s->plan, worker_config(s->w)->max_delete_ratio,
-	    s->tr->task.force, buf, sizeof(buf));
-	if (why == NULL && s->tr->task.force && s->plan.scanned > 0 &&
-	    (double)s->plan.candidates / (double)s->plan.scanned >
-		worker_config(s->w)->max_delete_ratio)
-		cJSON_AddItemToArray(s->warnings,
-		    cJSON_CreateString("the delete ratio is above the limit; "
-				       "running because the "
-				       "task has force"));
-	if (why != NULL) {
+	if (s->shard != NULL) {
+		sweep_shard_pass_done(s, "ok"); /* the last shard judges */
+		return;
+	}
+	if ((why = sweep_guard_plan(s, buf, sizeof(buf))) != NULL) {
 		s->refused_reason = xstrdup(why);
 		task_run_error(s->tr, NULL, "refused", "%s", why);
-		sweep_finish(s, "refused");
+		sweep_run_end(s, "refused");
 		return;
 	}
 	if (s->tr->task.dry_run || s->plan.candidates == 0) {
-		sweep_finish(s, "ok");
+		sweep_run_end(s, "ok");
 		return;
 	}
 	s->executing = 1;
@@ -706,7 +697,7 @@ sweep_step(struct sweep_run *s)
 			if (s->m != NULL)
 				sweep_merge_counts(
 				    s->m, s->executing ? &s->exec : &s->plan);
-			sweep_finish(s, s->final_status);
+			sweep_run_end(s, s->final_status);
 		}
 		return;
 	}
@@ -749,7 +740,7 @@ sweep_step(struct sweep_run *s)
 		if (sweep_idle(s)) {
 			sweep_merge_counts(s->m, &s->exec);
 			sweep_progress(s, 1);
-			sweep_finish(
+			sweep_run_end(
 			    s, s->delete_errors > 0 ? "partial" : "ok");
 		}
 		break;
@@ -762,13 +753,23 @@ sweep_step(struct sweep_run *s)
 }
 
 static void
-sweep_pass_begin(struct sweep_run *s)
+pass_begin(void *arg)
 {
-	const char *params[1] = {s->days};
+	struct sweep_run *s = arg;
+	const char	 *params[3] = {s->days, NULL, NULL};
+	int		  n = 1;
 
+	s->waiting_cursor = 0;
+	s->has_cursor = 1;
+	if (s->shard != NULL && s->shard->after != NULL)
+		params[n++] = s->shard->after;
+	if (s->shard != NULL && s->shard->upto != NULL)
+		params[n++] = s->shard->upto;
 	sweep_merge_free(s->m);
 	s->m = sweep_merge_new(worker_config(s->w)->storage.prefix,
 	    s->scan_prefix, s->young_after_ms, sweep_verdict, s);
+	if (s->shard != NULL)
+		sweep_merge_set_range(s->m, s->shard->after, s->shard->upto);
 	db_cursor_close(s->cur);
 	s->cur_ready = 0;
 	free(s->token);
@@ -777,7 +778,7 @@ sweep_pass_begin(struct sweep_run *s)
 	s->list_done = s->db_done = 0;
 	s->db_pending = 1;
 	s->cur = db_cursor_open(
-	    worker_db(s->w), s->sql, 1, params, db_opened, s);
+	    worker_db(s->w), s->sql, n, params, db_opened, s);
 	if (s->cur == NULL) {
 		s->db_pending = 0;
 		sweep_abort(s, "failed", "database_unavailable",
@@ -786,15 +787,53 @@ sweep_pass_begin(struct sweep_run *s)
 	}
 }
 
-static void
-retention_sweep_run(struct task_run *tr)
+/*
+ * A pass holds a database cursor, and so a pool connection, from start to
+ * end; passes beyond what the pool can hold wait for one to finish.
+ */
+void
+sweep_pass_begin(struct sweep_run *s)
+{
+	if (s->has_cursor) {
+		pass_begin(s);
+		return;
+	}
+	s->waiting_cursor = 1;
+	worker_cursor_wait(s->w, pass_begin, s);
+}
+
+/* The shard's key range, in SQL (parameters $2 and $3) and listing form. */
+static char *
+range_sql(struct sweep_run *s)
+{
+	const struct task_shard *sh = s->shard;
+	const char		*cube = worker_config(s->w)->storage.prefix;
+
+	if (sh == NULL || (sh->after == NULL && sh->upto == NULL))
+		return xstrdup("");
+	if (sh->after != NULL)
+		s->list_after = xasprintf("%s%s", cube, sh->after);
+	if (sh->upto != NULL)
+		s->list_upto = xasprintf("%s%s", cube, sh->upto);
+	if (sh->after != NULL && sh->upto != NULL)
+		return xstrdup("WHERE key COLLATE \"C\" > $2 AND "
+			       "key COLLATE \"C\" <= $3");
+	return xstrdup(sh->after != NULL ? "WHERE key COLLATE \"C\" > $2"
+					 : "WHERE key COLLATE \"C\" <= $2");
+}
+
+struct sweep_run *
+sweep_run_new(struct task_run *tr)
 {
 	const struct config *cfg = worker_config(tr->w);
 	struct sweep_run    *s = xcalloc(1, sizeof(*s));
+	char		    *range;
 
 	s->tr = tr;
 	s->w = tr->w;
 	tr->kind_state = s;
+	if (tr->task.type == TASK_SWEEP_SHARD)
+		s->shard = &tr->task.shard;
 	s->retention_days = tr->task.retention_days >= 0
 	    ? tr->task.retention_days
 	    : DEFAULT_RETENTION_DAYS;
@@ -802,18 +841,33 @@ retention_sweep_run(struct task_run *tr)
 						       : DEFAULT_MIN_AGE_HOURS;
 	snprintf(
 	    s->days, sizeof(s->days), "%lld", (long long)s->retention_days);
-	s->young_after_ms = now_ms() - s->min_age_hours * 3600 * 1000;
+	s->young_after_ms = s->shard != NULL
+	    ? s->shard->young_after_ms
+	    : now_ms() - s->min_age_hours * 3600 * 1000;
 	s->sub_prefix = xstrdup(tr->task.prefix ? tr->task.prefix : "");
 	s->scan_prefix = xasprintf("%s%s", cfg->storage.prefix, s->sub_prefix);
-	s->sql = xasprintf(refs_sql, cfg->jobs_table, cfg->clips_table);
+	range = range_sql(s);
+	s->sql = xasprintf(refs_sql, cfg->jobs_table, cfg->clips_table, range);
+	free(range);
 	s->by_prefix = cJSON_CreateObject();
 	s->samples = cJSON_CreateArray();
 	s->deleted_sample = cJSON_CreateArray();
 	s->warnings = cJSON_CreateArray();
+	return s;
+}
+
+static void
+retention_sweep_run(struct task_run *tr)
+{
+	struct sweep_run *s = sweep_run_new(tr);
+
 	logkv(LOG_INFO, "sweep started", "task_id", tr->task.id, "prefix",
 	    s->scan_prefix, "dry_run", tr->task.dry_run ? "true" : "false",
 	    (char *)NULL);
-	sweep_pass_begin(s);
+	if (tr->task.shards > 1)
+		sweep_split(s);
+	else
+		sweep_pass_begin(s);
 }
 
 const struct task_kind task_kind_retention_sweep = {

@@ -30,6 +30,22 @@
 
 TAILQ_HEAD(task_run_list, task_run);
 
+/* A sweep pass waiting for a database connection to hold a cursor on. */
+struct cursor_wait {
+	TAILQ_ENTRY(cursor_wait) entry;
+	void (*cb)(void *);
+	void *arg;
+};
+TAILQ_HEAD(cursor_wait_list, cursor_wait);
+
+/*
+ * The database pool: two connections for short queries (job lookups,
+ * shard boundaries) plus one per sweep pass that may hold a cursor at
+ * once, as many as job slots up to 10.
+ */
+#define DB_SHORT_CONNS 2
+#define DB_MAX_CURSORS 10
+
 struct worker {
 	struct event_base    *base;
 	struct evdns_base    *dns;
@@ -70,6 +86,8 @@ struct worker {
 	int64_t	      lag_ticks;
 	int64_t	      lag_slow; /* ticks later than 50 ms */
 	int64_t	      done_count;
+	int	      cursors_free;
+	struct cursor_wait_list cursor_waits;
 };
 
 static void claim_next(struct worker *);
@@ -123,12 +141,70 @@ worker_publish_progress(struct worker *w, const char *json)
 	free(channel);
 }
 
+void
+worker_cursor_wait(struct worker *w, void (*cb)(void *), void *arg)
+{
+	struct cursor_wait *c;
+
+	if (w->cursors_free > 0) {
+		w->cursors_free--;
+		cb(arg);
+		return;
+	}
+	c = xmalloc(sizeof(*c));
+	c->cb = cb;
+	c->arg = arg;
+	TAILQ_INSERT_TAIL(&w->cursor_waits, c, entry);
+}
+
+void
+worker_cursor_cancel(struct worker *w, void *arg)
+{
+	struct cursor_wait *c;
+
+	TAILQ_FOREACH(c, &w->cursor_waits, entry)
+	if (c->arg == arg) {
+		TAILQ_REMOVE(&w->cursor_waits, c, entry);
+		free(c);
+		return;
+	}
+}
+
+void
+worker_cursor_done(struct worker *w)
+{
+	struct cursor_wait *c;
+
+	if (w->teardown)
+		return;
+	if ((c = TAILQ_FIRST(&w->cursor_waits)) == NULL) {
+		w->cursors_free++;
+		return;
+	}
+	TAILQ_REMOVE(&w->cursor_waits, c, entry);
+	c->cb(c->arg); /* the slot passes on */
+	free(c);
+}
+
+struct redis *
+worker_redis(struct worker *w)
+{
+	return w->cmd;
+}
+
+const struct queue_keys *
+worker_keys(struct worker *w)
+{
+	return &w->keys;
+}
+
 const struct task_kind *
 task_kind_find(enum task_type type)
 {
 	static const struct task_kind *kinds[] = {
 	    &task_kind_job_cleanup,
 	    &task_kind_retention_sweep,
+	    &task_kind_sweep_shard,
 	};
 	size_t i;
 
@@ -394,8 +470,8 @@ run_queue(const struct task_run *tr)
 {
 	if (tr->queue_key != NULL)
 		return tr->queue_key;
-	return tr->task.type == TASK_RETENTION_SWEEP ? tr->w->keys.sweeps
-						     : tr->w->keys.jobs;
+	return tr->task.type == TASK_JOB_CLEANUP ? tr->w->keys.jobs
+						 : tr->w->keys.sweeps;
 }
 
 static void
@@ -441,6 +517,8 @@ retry_class(const struct task_run *tr, const char *status, const char **code)
 
 	if (strcmp(status, "failed") != 0 && strcmp(status, "partial") != 0)
 		return RETRY_NONE;
+	if (tr->task.type == TASK_SWEEP_SHARD)
+		return RETRY_NONE; /* the sweep fails; shards never retry */
 	cJSON_ArrayForEach(e, tr->errors)
 	{
 		const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
@@ -610,6 +688,27 @@ task_run_finish(struct task_run *tr, const char *status)
 	    tr->task.type_name, "job_id", tr->task.job_id, "status", status,
 	    "duration_ms", dur, (char *)NULL);
 	run_publish(tr);
+}
+
+void
+task_run_finish_as(struct task_run *tr, const char *id, const char *type_name,
+    int64_t started_ms, const char *status)
+{
+	strlcpy_(tr->task.id, id, sizeof(tr->task.id));
+	tr->task.type_name = type_name;
+	tr->started_us -= (tr->started_ms - started_ms) * 1000;
+	tr->started_ms = started_ms;
+	task_run_finish(tr, status);
+}
+
+void
+task_run_acked(struct task_run *tr, const char *status)
+{
+	if (tr->w->teardown)
+		return;
+	logkv(LOG_INFO, "task finished", "task_id", tr->task.id, "type",
+	    tr->task.type_name, "status", status, (char *)NULL);
+	run_published(tr, QUEUE_DONE);
 }
 
 /* A message that cannot be run goes to the dead-letter list. */
@@ -1113,7 +1212,11 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->claim = redis_new(base, dns, &cfg->redis, "claims");
 	redis_set_state_cb(w->cmd, redis_state, w);
 	redis_set_state_cb(w->claim, redis_state, w);
-	if ((w->db = db_new(base, dns, cfg->database_url, 4)) == NULL)
+	TAILQ_INIT(&w->cursor_waits);
+	w->cursors_free = opt->concurrency < DB_MAX_CURSORS ? opt->concurrency
+							    : DB_MAX_CURSORS;
+	if ((w->db = db_new(base, dns, cfg->database_url,
+		 DB_SHORT_CONNS + w->cursors_free)) == NULL)
 		fatal_code(EX_CONFIG,
 		    "configuration: the database URL cannot "
 		    "be used (see the line above)");
@@ -1161,8 +1264,9 @@ worker_start(struct worker *w)
 void
 worker_free(struct worker *w)
 {
-	struct task_run *tr;
-	size_t		 i;
+	struct task_run	   *tr;
+	struct cursor_wait *c;
+	size_t		    i;
 
 	if (w == NULL)
 		return;
@@ -1178,6 +1282,10 @@ worker_free(struct worker *w)
 	s3batch_free(w->dels);
 	s3_client_free(w->s3);
 	redis_free(w->cmd);
+	while ((c = TAILQ_FIRST(&w->cursor_waits)) != NULL) {
+		TAILQ_REMOVE(&w->cursor_waits, c, entry);
+		free(c);
+	}
 	while ((tr = TAILQ_FIRST(&w->runs)) != NULL) {
 		TAILQ_REMOVE(&w->runs, tr, entry);
 		run_free(tr);

@@ -44,6 +44,7 @@ const struct task_kind *task_kind_find(enum task_type);
 
 extern const struct task_kind task_kind_job_cleanup;
 extern const struct task_kind task_kind_retention_sweep;
+extern const struct task_kind task_kind_sweep_shard;
 
 struct worker;
 
@@ -74,12 +75,22 @@ struct task_run {
 };
 
 /* What a task kind may use. */
-struct event_base   *worker_base(struct worker *);
-struct db	    *worker_db(struct worker *);
-struct s3_client    *worker_s3(struct worker *);
-struct s3batch	    *worker_deletes(struct worker *);
-struct job_loader   *worker_jobs(struct worker *);
-const struct config *worker_config(struct worker *);
+struct event_base	*worker_base(struct worker *);
+struct db		*worker_db(struct worker *);
+struct s3_client	*worker_s3(struct worker *);
+struct s3batch		*worker_deletes(struct worker *);
+struct job_loader	*worker_jobs(struct worker *);
+const struct config	*worker_config(struct worker *);
+struct redis		*worker_redis(struct worker *);
+const struct queue_keys *worker_keys(struct worker *);
+/*
+ * A sweep pass holds a database cursor (a pool connection) throughout:
+ * cb runs once one is free, now or later; done gives it back, cancel
+ * withdraws a wait.
+ */
+void worker_cursor_wait(struct worker *, void (*cb)(void *), void *arg);
+void worker_cursor_cancel(struct worker *, void *arg);
+void worker_cursor_done(struct worker *);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);
 
@@ -87,6 +98,15 @@ void task_run_error(struct task_run *, const char *key, const char *code,
     const char *fmt, ...) PRINTF_LIKE(4, 5);
 /* status: ok, partial, failed or refused. */
 void task_run_finish(struct task_run *, const char *status);
+/*
+ * Finish with the result of another task (a sharded sweep's, published by
+ * its last shard): the result carries id and type_name and counts its
+ * duration from started_ms; the message acknowledged is still this one's.
+ */
+void task_run_finish_as(struct task_run *, const char *id,
+    const char *type_name, int64_t started_ms, const char *status);
+/* The kind acknowledged the message in a transaction of its own. */
+void task_run_acked(struct task_run *, const char *status);
 
 struct worker *worker_new(struct event_base *, struct evdns_base *,
     struct config *, const struct worker_options *);

@@ -43,6 +43,10 @@ ok $? "the id is a UUID v4"
 ok $? "enqueued_at is an RFC 3339 UTC time"
 rcli DEL "$S" >/dev/null
 
+sweep --shards 8 --dry-run --json
+is "$(rcli LINDEX "$S" 0 | json shards)" 8 "--shards 8: shards 8 in the message"
+rcli DEL "$S" >/dev/null
+
 sweep --json
 msg=$(rcli LINDEX "$S" 0)
 is "$(echo "$msg" | keys)" "dry_run enqueued_at id type" \
@@ -58,6 +62,8 @@ bad_number() { # OPTION VALUE
 }
 bad_number --retention-days abc
 bad_number --retention-days 7d
+bad_number --shards 0
+bad_number --shards 257
 bad_number --retention-days -1
 bad_number --retention-days 3651
 bad_number --retention-days ''

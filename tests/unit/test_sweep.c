@@ -215,6 +215,55 @@ test_byte_order(void)
 }
 
 static void
+test_range(void)
+{
+	const struct sweep_object o[] = {
+	    obj("c/a", 0), obj("c/b", 0), obj("c/b/x", 0), obj("c/c", 0)};
+	const struct sweep_object inside[] = {obj("c/b/x", 0), obj("c/c", 0)};
+	const struct sweep_ref	  r[] = {ref("c", SWEEP_REF_KEEP)};
+	const struct sweep_ref	  rout[] = {ref("d", SWEEP_REF_KEEP)};
+	struct seen		 *s = calloc(1, sizeof(*s));
+	struct sweep_merge	 *m;
+	struct sweep_counts	  c;
+
+	m = sweep_merge_new("c/", "c/", 10, record, s);
+	sweep_merge_set_range(m, "b", "c");
+	is_int(drive(m, inside, nitems(inside), r, nitems(r), 1, 1), SWEEP_DONE,
+	    "a range (b, c]: its keys merge");
+	sweep_merge_counts(m, &c);
+	is_int(c.scanned, 2, "both keys in the range were scanned");
+	is_int(c.db_keys_matched, 1, "the upper bound is inside the range");
+	sweep_merge_free(m);
+
+	m = sweep_merge_new("c/", "c/", 10, record, s);
+	sweep_merge_set_range(m, "b", "c");
+	is_int(drive(m, o, nitems(o), NULL, 0, 1000, 1000), SWEEP_FAILED,
+	    "a listed key at or below the lower bound fails the merge");
+	ok(strstr(sweep_merge_error(m), "outside the shard") != NULL,
+	    "and says why: %s", sweep_merge_error(m));
+	sweep_merge_free(m);
+
+	m = sweep_merge_new("c/", "c/", 10, record, s);
+	sweep_merge_set_range(m, NULL, "b/x");
+	is_int(drive(m, o, nitems(o), NULL, 0, 1000, 1000), SWEEP_FAILED,
+	    "a listed key above the upper bound fails the merge");
+	sweep_merge_free(m);
+
+	m = sweep_merge_new("c/", "c/", 10, record, s);
+	sweep_merge_set_range(m, "b", NULL);
+	is_int(drive(m, inside, nitems(inside), rout, nitems(rout), 1000, 1000),
+	    SWEEP_DONE, "unbounded above: a database key past the last object");
+	sweep_merge_free(m);
+
+	m = sweep_merge_new("c/", "c/", 10, record, s);
+	sweep_merge_set_range(m, "b", "c");
+	is_int(drive(m, inside, nitems(inside), rout, nitems(rout), 1000, 1000),
+	    SWEEP_FAILED, "a database key outside the range fails the merge");
+	sweep_merge_free(m);
+	free(s);
+}
+
+static void
 test_guards(void)
 {
 	struct sweep_counts c;
@@ -350,6 +399,7 @@ main(void)
 	test_classification();
 	test_order();
 	test_byte_order();
+	test_range();
 	test_guards();
 	test_random();
 	return tap_done();

@@ -158,6 +158,75 @@ test_rejects(void)
 	rejects(big, sizeof(big), "too_large", "over 64 KiB");
 }
 
+static void
+test_shards(void)
+{
+	struct task	  t;
+	struct task_error err;
+	const char	 *m;
+
+	m = "{\"type\":\"retention_sweep\",\"shards\":16}";
+	ok(task_parse(m, strlen(m), &t, &err) == 0, "sweep with shards parses");
+	is_int(t.shards, 16, "shards");
+	task_free(&t);
+	m = "{\"type\":\"retention_sweep\"}";
+	ok(task_parse(m, strlen(m), &t, &err) == 0 && t.shards == -1,
+	    "shards absent: -1");
+	task_free(&t);
+
+	m = "{\"type\":\"sweep_shard\",\"id\":\""
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    ":execute:255\",\"sweep_id\":\"s1\",\"run\":\"r1\","
+	    "\"phase\":\"execute\",\"shard\":255,\"shards\":256,"
+	    "\"after\":\"a/b\",\"upto\":\"a/c\",\"young_after_ms\":5,"
+	    "\"started_ms\":4,\"planned_candidates\":7,"
+	    "\"retention_days\":30,\"min_age_hours\":0,\"dry_run\":false}";
+	ok(task_parse(m, strlen(m), &t, &err) == 0,
+	    "a shard with a 128-byte sweep id parses: %s", err.message);
+	is_int(t.type, TASK_SWEEP_SHARD, "type sweep_shard");
+	is_int(strlen(t.id), 140, "the shard's id is kept whole");
+	is_str(t.shard.sweep_id, "s1", "sweep_id");
+	is_str(t.shard.run, "r1", "run");
+	is_int(t.shard.phase, SHARD_EXECUTE, "phase");
+	is_int(t.shard.index, 255, "shard");
+	is_int(t.shard.count, 256, "shards");
+	is_str(t.shard.after, "a/b", "after");
+	is_str(t.shard.upto, "a/c", "upto");
+	ok(t.shard.young_after_ms == 5 && t.shard.started_ms == 4 &&
+		t.shard.planned == 7,
+	    "the times and the plan");
+	task_free(&t);
+
+	REJECTS("{\"type\":\"retention_sweep\",\"shards\":0}", "invalid_field",
+	    "zero shards");
+	REJECTS("{\"type\":\"retention_sweep\",\"shards\":257}",
+	    "invalid_field", "257 shards");
+	REJECTS("{\"type\":\"retention_sweep\",\"shards\":2.5}",
+	    "invalid_field", "fractional shards");
+	REJECTS("{\"type\":\"sweep_shard\",\"id\":\"x\",\"sweep_id\":"
+		"\"s\",\"run\":\"r\",\"phase\":\"plan\",\"shard\":2,"
+		"\"shards\":2,\"young_after_ms\":1,\"started_ms\":1,"
+		"\"retention_days\":1,\"min_age_hours\":1}",
+	    "invalid_field", "a shard index not below shards");
+	REJECTS("{\"type\":\"sweep_shard\",\"id\":\"x\",\"sweep_id\":"
+		"\"s\",\"run\":\"r\",\"phase\":\"delete\",\"shard\":0,"
+		"\"shards\":2,\"young_after_ms\":1,\"started_ms\":1,"
+		"\"retention_days\":1,\"min_age_hours\":1}",
+	    "invalid_field", "an unknown phase");
+	REJECTS("{\"type\":\"sweep_shard\",\"id\":\"x\",\"sweep_id\":"
+		"\"s\",\"phase\":\"plan\",\"shard\":0,\"shards\":2,"
+		"\"young_after_ms\":1,\"started_ms\":1,"
+		"\"retention_days\":1,\"min_age_hours\":1}",
+	    "missing_field", "a shard without its run");
+	REJECTS(
+	    "{\"type\":\"job_cleanup\",\"job_id\":\"1\",\"id\":\""
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "a\"}",
+	    "invalid_field", "a 129-byte id outside a shard");
+}
+
 int
 main(void)
 {
@@ -165,5 +234,6 @@ main(void)
 	test_id_reported();
 	test_retry_fields();
 	test_rejects();
+	test_shards();
 	return tap_done();
 }
