@@ -63,6 +63,7 @@ struct worker {
 	int		      inflight;
 	int		      claiming;
 	size_t		      claim_tried;
+	int64_t		      cycle_done; /* done_count as a round began */
 	size_t		      rr;
 	int		      recovered;
 	int		      stopping;
@@ -868,16 +869,26 @@ claim_next(struct worker *w)
 		recover(w);
 		return;
 	}
-	if (w->claim_tried >= n) {
+	if (w->claim_tried >= n && w->opt.drain) {
 		w->claim_tried = 0;
-		if (w->opt.drain) {
-			if (w->inflight == 0) {
-				logkv(LOG_INFO, "queues drained", (char *)NULL);
-				w->stopping = 1;
-				maybe_exit(w);
-			}
+		if (w->inflight > 0)
+			return;
+		/*
+		 * A task that ended while the queues were read may have
+		 * pushed more after they were (a sharded sweep's next
+		 * phase): drained only after a round that saw no task end.
+		 */
+		if (w->cycle_done == w->done_count) {
+			logkv(LOG_INFO, "queues drained", (char *)NULL);
+			w->stopping = 1;
+			maybe_exit(w);
 			return;
 		}
+	}
+	if (w->claim_tried == 0)
+		w->cycle_done = w->done_count;
+	if (w->claim_tried >= n) {
+		w->claim_tried = 0;
 		/* Every queue was empty: block on one, in turn. */
 		w->claim_src = w->rr;
 		src = w->qkeys[w->rr];

@@ -158,4 +158,28 @@ is "$(rcli GET "$NS:result:many-shards" | json errors.0.code)" invalid_field "sh
 
 stop_worker
 is "$STOP_RC" 0 "worker stops cleanly"
+
+# --- --drain waits for the phases a sharded sweep pushes as it goes: the
+# execute shards arrive after the plan shards have emptied the queue.
+rows=() dkeys=()
+for i in $(seq 1 40); do
+  rows+=("($((5000 + i)), 'rendering', 'd/k/$i.mp4', NULL, now())")
+  dkeys+=("$CUBE/d/k/$i.mp4" "$CUBE/d/o/$i.bin")
+done
+sql "INSERT INTO $SCHEMA.jobs (id, status, original_key, audio_key, created_at) VALUES $(IFS=,; echo "${rows[*]}")"
+put_objects "${dkeys[@]}" || { echo "Bail out! cannot seed d/"; exit 1; }
+for round in 1 2 3; do
+  rcli LPUSH "$NS:queue:sweeps" "{\"type\":\"retention_sweep\",\"id\":\"drain-$round\",\"prefix\":\"d/\",\"min_age_hours\":0,\"force\":true,\"shards\":8}" >/dev/null
+  RC=0
+  start_worker --drain --queues sweeps --concurrency 8 || RC=1
+  wait "$WORKER_PID" || RC=$?
+  is "$RC" 0 "--drain, round $round: the worker exits 0"
+  is "$(rcli GET "$NS:result:drain-$round" | json status)" ok \
+    "--drain, round $round: the sharded sweep ended before the worker did"
+  is "$(rcli LLEN "$NS:queue:sweeps")" 0 "--drain, round $round: no shard left behind"
+  is "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" 0 "--drain, round $round: nothing left claimed"
+  # Put the orphans back for the next round.
+  [ "$round" -lt 3 ] && { put_objects "${dkeys[@]}" || exit 1; }
+done
+is "$(list_keys "$CUBE/d/" | wc -l)" 40 "aws s3api: only the 40 referenced keys remain under d/"
 done_testing
