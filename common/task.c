@@ -80,6 +80,9 @@ static const struct field sweep_shard_fields[] = {
     {"force", F_BOOL, 0, 0},
     {"prefix", F_STRING, 0, 0},
     {"enqueued_at", F_ANY_TIME, 0, 0},
+    {"attempt", F_COUNT, 0, TASK_MAX_ATTEMPT},
+    {"first_attempt_at", F_COUNT, 0, 1LL << 50},
+    {"history", F_HISTORY, 0, 0},
     {NULL, 0, 0, 0},
 };
 

@@ -20,10 +20,13 @@
  *   report   the shard that records the last execution publishes one
  *            combined result under the sweep's id.
  *
- * A shard that fails sets "stop": shards that start after it do nothing,
- * and the sweep fails (or is partial, if something was deleted).  A shard
- * whose worker dies is redelivered by the reaper and runs again; records
- * are per range, so a repeat replaces its own.
+ * A shard that fails for a transient reason (storage or database
+ * unavailable) runs again later, as any task would, up to max_attempts,
+ * without an interim result.  A shard that fails for good sets "stop":
+ * shards that start after it do nothing, and the sweep fails (or is
+ * partial, if something was deleted).  A shard whose worker dies is
+ * redelivered by the reaper and runs again; records are per range, so a
+ * repeat replaces its own.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -679,7 +682,17 @@ void
 sweep_shard_pass_done(struct sweep_run *s, const char *status)
 {
 	const struct task_shard *sh = s->shard;
+	struct task_run		*tr = s->tr;
 
+	/* Storage or database unavailable: the range runs again later. */
+	if (s->shard_report == NULL &&
+	    (strcmp(status, "failed") == 0 || strcmp(status, "partial") == 0) &&
+	    task_run_shard_retry(tr)) {
+		tr->kind_state = NULL;
+		sweep_run_free(s);
+		task_run_shard_retry_send(tr);
+		return;
+	}
 	s->shard_status = status;
 	if (s->shard_report == NULL)
 		s->shard_report = shard_report(s, status);

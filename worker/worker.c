@@ -506,11 +506,38 @@ run_publish(struct task_run *tr)
 
 enum retry_class { RETRY_NONE, RETRY_TRANSIENT, RETRY_NOT_READY };
 
+static const char *const transient_codes[] = {
+    "storage_unavailable", "database_unavailable"};
+
+static int
+is_transient(const char *code)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(transient_codes); i++)
+		if (strcmp(code, transient_codes[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* The first error of the run with a transient code, or NULL. */
+static const char *
+transient_code(const struct task_run *tr)
+{
+	const cJSON *e;
+
+	cJSON_ArrayForEach(e, tr->errors)
+	{
+		const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
+		if (cJSON_IsString(c) && is_transient(c->valuestring))
+			return c->valuestring;
+	}
+	return NULL;
+}
+
 static enum retry_class
 retry_class(const struct task_run *tr, const char *status, const char **code)
 {
-	static const char *transient[] = {
-	    "storage_unavailable", "database_unavailable"};
 	static const char *not_ready[] = {
 	    "job_not_found", "clips_not_finished"};
 	const cJSON *e;
@@ -519,16 +546,15 @@ retry_class(const struct task_run *tr, const char *status, const char **code)
 	if (strcmp(status, "failed") != 0 && strcmp(status, "partial") != 0)
 		return RETRY_NONE;
 	if (tr->task.type == TASK_SWEEP_SHARD)
-		return RETRY_NONE; /* the sweep fails; shards never retry */
+		return RETRY_NONE; /* see task_run_shard_retry() */
 	cJSON_ArrayForEach(e, tr->errors)
 	{
 		const cJSON *c = cJSON_GetObjectItemCaseSensitive(e, "code");
 		if (!cJSON_IsString(c))
 			continue;
 		*code = c->valuestring;
-		for (i = 0; i < nitems(transient); i++)
-			if (strcmp(c->valuestring, transient[i]) == 0)
-				return RETRY_TRANSIENT;
+		if (is_transient(c->valuestring))
+			return RETRY_TRANSIENT;
 		for (i = 0; i < nitems(not_ready) && status[0] == 'f'; i++)
 			if (strcmp(c->valuestring, not_ready[i]) == 0)
 				return RETRY_NOT_READY;
@@ -700,6 +726,36 @@ task_run_finish_as(struct task_run *tr, const char *id, const char *type_name,
 	tr->started_us -= (tr->started_ms - started_ms) * 1000;
 	tr->started_ms = started_ms;
 	task_run_finish(tr, status);
+}
+
+int
+task_run_shard_retry(struct task_run *tr)
+{
+	const struct config *cfg = tr->w->cfg;
+	const char	    *code = transient_code(tr);
+	int64_t		     now = now_ms();
+	int64_t		     first = tr->task.first_attempt_at > 0
+			 ? tr->task.first_attempt_at
+			 : tr->started_ms;
+	char		     ts[40];
+
+	if (code == NULL || tr->w->teardown || tr->returned ||
+	    tr->task.attempt >= cfg->max_attempts ||
+	    tr->task.attempt >= TASK_MAX_ATTEMPT ||
+	    (tr->retry_next = next_message(tr, first, now)) == NULL)
+		return 0;
+	tr->retry_due_ms = now + retry_delay_ms(cfg, tr->task.attempt);
+	tr->final = xstrdup(""); /* no interim result */
+	format_time_ms(tr->retry_due_ms, ts, sizeof(ts));
+	logkv(LOG_INFO, "shard will run again", "task_id", tr->task.id, "code",
+	    code, "next_attempt_at", ts, (char *)NULL);
+	return 1;
+}
+
+void
+task_run_shard_retry_send(struct task_run *tr)
+{
+	run_publish(tr);
 }
 
 void

@@ -105,6 +105,15 @@ void task_run_finish(struct task_run *, const char *status);
  */
 void task_run_finish_as(struct task_run *, const char *id,
     const char *type_name, int64_t started_ms, const char *status);
+/*
+ * A sweep shard that failed for a transient reason (storage or database
+ * unavailable) with attempts left: prepares its next attempt and returns
+ * 1; the caller frees its own state, then calls task_run_shard_retry_send(),
+ * which schedules it as any retry but publishes no interim result (the
+ * sweep's one result comes from its last shard).  0: the failure is final.
+ */
+int  task_run_shard_retry(struct task_run *);
+void task_run_shard_retry_send(struct task_run *);
 /* The kind acknowledged the message in a transaction of its own. */
 void task_run_acked(struct task_run *, const char *status);
 

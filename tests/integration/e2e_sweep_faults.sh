@@ -93,6 +93,37 @@ is "$(protected)" 5000 "all 5,000 protected objects survive"
 is "$(orphans)" 4000 "the orphans after the fault survive"
 stop_worker
 
+# --- A sharded sweep (4 ranges, run one at a time, so that the faults
+# meet one range) whose third listing request fails four
+# times: that range's plan fails with storage_unavailable and runs again
+# later, quietly; the sweep then ends ok with one result.
+prepare --fail-lists 2:4
+CLIPSWEEP_MAX_ATTEMPTS=3 CLIPSWEEP_RETRY_BASE_MS=100 start_worker --queues sweeps --concurrency 1
+sweep '"min_age_hours":0,"force":true,"shards":4'
+is "$(f status)" ok "sharded: a range whose listing failed runs again: ok"
+is "$(f shards)" 4 "sharded: four ranges"
+is "$(f deleted_count)" 5000 "sharded: every orphan deleted"
+is "$(protected)" 5000 "sharded: all 5,000 protected objects survive"
+is "$(orphans)" 0 "sharded: no orphan left (aws s3api)"
+grep -q '"msg":"shard will run again".*"code":"storage_unavailable"' "$T_TMP/worker.log"
+ok $? "sharded: the worker log says which range runs again, and why"
+is "$(rcli --scan --pattern "$NS:result:sweep-$T_ID-$SWEEP_SEQ:*" | wc -l)" 0 \
+  "sharded: no interim result under a range's id"
+is "$(rcli ZCARD "$NS:scheduled")" 0 "sharded: nothing left scheduled"
+stop_worker
+
+# --- The same with one attempt: the range fails for good, the others
+# stop, and a plan that could not finish deletes nothing.
+prepare --fail-lists 2:4
+start_worker --queues sweeps --concurrency 1
+sweep '"min_age_hours":0,"force":true,"shards":4'
+is "$(f status)" failed "sharded, one attempt: the sweep fails"
+like "$(f errors)" storage_unavailable "sharded, one attempt: storage_unavailable reported"
+is "$(f deleted_count)" 0 "sharded, one attempt: nothing deleted"
+is "$(protected)" 5000 "sharded, one attempt: all 5,000 protected objects survive"
+is "$(orphans)" 5000 "sharded, one attempt: and so do the orphans"
+stop_worker
+
 # --- Clock skew: objects dated a day in the future are kept as recent
 # even with min_age_hours 0; those a month old are deleted.
 prepare
