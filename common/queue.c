@@ -422,29 +422,33 @@ queue_sweep_key(const struct queue_keys *k, const char *sweep_id)
 
 /*
  * Acknowledge raw and, in the same transaction, set fields of the sweep's
- * state (after deleting it, with reset) and push messages to the right
- * end of the queue, where the next claim takes them.
+ * state (after deleting it, with reset; without, only if the state is
+ * still run's) and push messages to the right end of the queue, where
+ * the next claim takes them.  A state of another run: acknowledged,
+ * nothing set or pushed, 2.
  *
  * KEYS: processing, state, queue.
- * ARGV: raw, reset, TTL, 2 * number of fields, field, value, ..., messages.
+ * ARGV: raw, reset, TTL, run, 2 * number of fields, field, value, ...,
+ * messages.
  */
 static const char spawn_script[] =
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 0 end "
-    "if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) end "
-    "local nf = tonumber(ARGV[4]) "
-    "for i = 5, 4 + nf, 2 do "
+    "if ARGV[2] == '1' then redis.call('DEL', KEYS[2]) "
+    "elseif redis.call('HGET', KEYS[2], 'run') ~= ARGV[4] then return 2 end "
+    "local nf = tonumber(ARGV[5]) "
+    "for i = 6, 5 + nf, 2 do "
     "redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end "
     "redis.call('EXPIRE', KEYS[2], ARGV[3]) "
-    "for i = 5 + nf, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end "
+    "for i = 6 + nf, #ARGV do redis.call('RPUSH', KEYS[3], ARGV[i]) end "
     "return 1";
 
 int
 queue_sweep_spawn(struct redis *r, const struct queue_keys *k,
-    const char *sweep_id, int reset, const char *const *fields, size_t nfields,
-    const char *raw, size_t rawlen, const char *const *msgs, size_t nmsgs,
-    queue_done_cb *cb, void *arg)
+    const char *sweep_id, const char *run, int reset, const char *const *fields,
+    size_t nfields, const char *raw, size_t rawlen, const char *const *msgs,
+    size_t nmsgs, queue_done_cb *cb, void *arg)
 {
-	size_t		  argc = 10 + 2 * nfields + nmsgs, i, a = 0;
+	size_t		  argc = 11 + 2 * nfields + nmsgs, i, a = 0;
 	const char	**argv = xcalloc(argc, sizeof(*argv));
 	size_t		 *lens = xcalloc(argc, sizeof(*lens));
 	char		 *state = queue_sweep_key(k, sweep_id);
@@ -463,6 +467,7 @@ queue_sweep_spawn(struct redis *r, const struct queue_keys *k,
 	argv[a++] = raw;
 	argv[a++] = reset ? "1" : "0";
 	argv[a++] = ttl;
+	argv[a++] = run;
 	argv[a++] = nf;
 	for (i = 0; i < 2 * nfields; i++)
 		argv[a++] = fields[i];
@@ -502,7 +507,9 @@ static const char record_script[] =
     "local f = ARGV[3] .. ':' .. ARGV[4] "
     "if redis.call('HSET', KEYS[2], f, ARGV[6]) == 1 then "
     "redis.call('HINCRBY', KEYS[2], ARGV[3] .. '_done', 1) end "
-    "if ARGV[7] == '1' then redis.call('HSETNX', KEYS[2], 'stop', f) end "
+    "if ARGV[7] == '1' then redis.call('HSETNX', KEYS[2], 'stop', f) "
+    "elseif redis.call('HGET', KEYS[2], 'stop') == f then "
+    "redis.call('HDEL', KEYS[2], 'stop') end "
     "redis.call('EXPIRE', KEYS[2], ARGV[8]) "
     "local n = tonumber(ARGV[5]) "
     "if tonumber(redis.call('HGET', KEYS[2], ARGV[3] .. '_done')) < n then "

@@ -120,13 +120,14 @@ char *queue_sweep_key(const struct queue_keys *, const char *sweep_id);
 
 /*
  * Acknowledge raw and, atomically, set the sweep's state fields (nfields
- * name/value pairs; with reset, on a fresh hash) and push msgs onto
- * <ns>:queue:sweeps where the next claim takes them first.
+ * name/value pairs; with reset, on a fresh hash, else only while the hash
+ * is still run's: otherwise QUEUE_NOT_OURS, nothing set or pushed) and
+ * push msgs onto <ns>:queue:sweeps where the next claim takes them first.
  */
 int queue_sweep_spawn(struct redis *, const struct queue_keys *,
-    const char *sweep_id, int reset, const char *const *fields, size_t nfields,
-    const char *raw, size_t rawlen, const char *const *msgs, size_t nmsgs,
-    queue_done_cb *, void *arg) MUST_CHECK;
+    const char *sweep_id, const char *run, int reset, const char *const *fields,
+    size_t nfields, const char *raw, size_t rawlen, const char *const *msgs,
+    size_t nmsgs, queue_done_cb *, void *arg) MUST_CHECK;
 
 /*
  * Record a shard's report for phase ("plan" or "execute").  The reply is

@@ -74,6 +74,7 @@ static const struct field sweep_shard_fields[] = {
     {"young_after_ms", F_COUNT, 1, 1LL << 50},
     {"started_ms", F_COUNT, 1, 1LL << 50},
     {"planned_candidates", F_COUNT, 0, 1LL << 50},
+    {"candidate_limit", F_COUNT, 0, 1LL << 50},
     {"retention_days", F_COUNT, 1, 3650},
     {"min_age_hours", F_COUNT, 1, 24 * 3650},
     {"dry_run", F_BOOL, 0, 0},
@@ -236,9 +237,10 @@ parse_string(const struct field *f, const char *v, struct task *t,
 		return reject(err, "invalid_field",
 		    "field '%s' must be 1 to %d printable characters", f->name,
 		    TASK_ID_MAX);
-	if (strlen(v) > 1024)
+	if (strlen(v) > TASK_SHARD_KEY_MAX)
 		return reject(err, "invalid_field",
-		    "field '%s' is longer than 1024 bytes", f->name);
+		    "field '%s' is longer than %d bytes", f->name,
+		    TASK_SHARD_KEY_MAX);
 	*slot = xstrdup(v);
 	return 0;
 }
@@ -259,6 +261,8 @@ count_slot(struct task *t, const char *name)
 		return &t->shard.started_ms;
 	if (strcmp(name, "planned_candidates") == 0)
 		return &t->shard.planned;
+	if (strcmp(name, "candidate_limit") == 0)
+		return &t->shard.limit;
 	return &t->first_attempt_at;
 }
 

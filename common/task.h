@@ -15,6 +15,8 @@ struct cJSON;
 #define TASK_MAX_SHARDS	 256
 /* A shard's id is its sweep's id plus ":plan:255" or ":execute:255". */
 #define TASK_SHARD_ID_MAX (TASK_ID_MAX + 16)
+/* The longest range bound (after, upto) a shard takes. */
+#define TASK_SHARD_KEY_MAX 1024
 
 enum task_type {
 	TASK_JOB_CLEANUP,
@@ -40,6 +42,7 @@ struct task_shard {
 	int64_t		 young_after_ms; /* the sweep's min-age cutoff */
 	int64_t		 started_ms;	 /* when the sweep started */
 	int64_t		 planned;	 /* execute: this range's plan */
+	int64_t		 limit; /* execute: the most candidates it may meet */
 };
 
 /*

@@ -68,10 +68,11 @@ sweep_id(const struct sweep_run *s)
 	return s->shard != NULL ? s->shard->sweep_id : s->tr->task.id;
 }
 
-/* One shard's message; planned is -1 for a plan. */
+/* One shard's message; planned and limit are -1 for a plan. */
 static char *
 shard_message(struct sweep_run *s, const char *run, enum shard_phase phase,
-    int index, int count, const char *after, const char *upto, int64_t planned)
+    int index, int count, const char *after, const char *upto, int64_t planned,
+    int64_t limit)
 {
 	const struct task *t = &s->tr->task;
 	const char	  *ph = phase == SHARD_PLAN ? "plan" : "execute";
@@ -98,6 +99,8 @@ shard_message(struct sweep_run *s, const char *run, enum shard_phase phase,
 	if (planned >= 0)
 		cJSON_AddNumberToObject(
 		    m, "planned_candidates", (double)planned);
+	if (limit >= 0)
+		cJSON_AddNumberToObject(m, "candidate_limit", (double)limit);
 	cJSON_AddNumberToObject(m, "retention_days", (double)s->retention_days);
 	cJSON_AddNumberToObject(m, "min_age_hours", (double)s->min_age_hours);
 	cJSON_AddBoolToObject(m, "dry_run", t->dry_run);
@@ -113,6 +116,7 @@ shard_message(struct sweep_run *s, const char *run, enum shard_phase phase,
 }
 
 static void spawn_send(struct sweep_run *);
+static void shard_check(struct sweep_run *);
 
 static void
 shard_retry(evutil_socket_t fd, short what, void *arg)
@@ -121,6 +125,8 @@ shard_retry(evutil_socket_t fd, short what, void *arg)
 
 	if (s->nspawn > 0)
 		spawn_send(s);
+	else if (s->shard_status == NULL)
+		shard_check(s);
 	else
 		sweep_shard_pass_done(s, s->shard_status);
 }
@@ -162,8 +168,8 @@ spawned(void *arg, int status)
 	}
 	if (status == QUEUE_NOT_OURS)
 		logkv(LOG_WARN,
-		    "sharded sweep: the task is no longer ours; its "
-		    "shards were not pushed",
+		    "sharded sweep: shards not pushed: the task is no "
+		    "longer ours, or the sweep was started again",
 		    "task_id", s->tr->task.id, (char *)NULL);
 	else
 		logkv(LOG_INFO,
@@ -197,7 +203,8 @@ spawn_send(struct sweep_run *s)
 		fields[nf++] = "1";
 	}
 	if (queue_sweep_spawn(worker_redis(s->w), worker_keys(s->w),
-		sweep_id(s), !s->closing, fields, nf / 2, tr->raw, tr->rawlen,
+		sweep_id(s), s->closing ? s->shard->run : s->run, !s->closing,
+		fields, nf / 2, tr->raw, tr->rawlen,
 		(const char *const *)s->spawn, s->nspawn, spawned, s) != 0)
 		spawned(s, QUEUE_ERROR);
 }
@@ -207,7 +214,7 @@ bounds_read(void *arg, const struct db_result *res, const struct db_error *err)
 {
 	struct sweep_run *s = arg;
 	int		  n, i;
-	const char	 *run;
+	const char	 *run, **cuts;
 
 	if (err != NULL) {
 		task_run_error(s->tr, NULL,
@@ -218,10 +225,19 @@ bounds_read(void *arg, const struct db_result *res, const struct db_error *err)
 		sweep_run_end(s, "failed");
 		return;
 	}
-	if ((n = db_ntuples(res)) == 0) {
+	/*
+	 * Any cut points split correctly; one too long for a message
+	 * (TASK_SHARD_KEY_MAX) is left out and its neighbours' ranges join.
+	 */
+	cuts = xcalloc((size_t)db_ntuples(res) + 1, sizeof(*cuts));
+	for (i = 0, n = 0; i < db_ntuples(res); i++)
+		if (strlen(db_value(res, i, 0)) <= TASK_SHARD_KEY_MAX)
+			cuts[n++] = db_value(res, i, 0);
+	if (n == 0) {
 		/* The database knows no key here: nothing to split by. */
 		logkv(LOG_INFO, "sweep not split: no key to split by",
 		    "task_id", s->tr->task.id, (char *)NULL);
+		free(cuts);
 		sweep_pass_begin(s);
 		return;
 	}
@@ -230,8 +246,9 @@ bounds_read(void *arg, const struct db_result *res, const struct db_error *err)
 	s->spawn = xcalloc((size_t)n + 1, sizeof(*s->spawn));
 	for (i = 0; i <= n; i++)
 		s->spawn[s->nspawn++] = shard_message(s, run, SHARD_PLAN, i,
-		    n + 1, i > 0 ? db_value(res, i - 1, 0) : NULL,
-		    i < n ? db_value(res, i, 0) : NULL, -1);
+		    n + 1, i > 0 ? cuts[i - 1] : NULL, i < n ? cuts[i] : NULL,
+		    -1, -1);
+	free(cuts);
 	spawn_send(s);
 }
 
@@ -403,7 +420,7 @@ merge_prefixes(struct sweep_run *s, struct shard_sums *t, const cJSON *from)
 		cJSON *n = cJSON_GetObjectItemCaseSensitive(
 		    s->by_prefix, e->string);
 
-		if (!cJSON_IsNumber(e))
+		if (!cJSON_IsNumber(e) || e->string == NULL)
 			continue;
 		if (n == NULL && t->nprefixes >= MAX_PREFIXES)
 			n = cJSON_GetObjectItemCaseSensitive(
@@ -570,6 +587,7 @@ close_plan(struct sweep_run *s, struct shard_sums *t)
 {
 	char	    buf[512];
 	const char *why;
+	int64_t	    total, margin;
 	int	    i;
 
 	if (t->refused != NULL) {
@@ -590,6 +608,14 @@ close_plan(struct sweep_run *s, struct shard_sums *t)
 		publish_final(s, t, "ok");
 		return;
 	}
+	/*
+	 * The second pass may meet a few more candidates than the plan (see
+	 * sweep_verdict); the sweep's margin is shared out in proportion to
+	 * the ranges' plans, so the shards together stop where a whole sweep
+	 * would, and a range that planned nothing deletes nothing.
+	 */
+	total = s->plan.candidates;
+	margin = total / 100 > 10 ? total / 100 : 10;
 	s->closing = 1;
 	s->spawn = xcalloc((size_t)t->n, sizeof(*s->spawn));
 	for (i = 0; i < t->n; i++) {
@@ -598,7 +624,8 @@ close_plan(struct sweep_run *s, struct shard_sums *t)
 		(void)sum_counts(&c, t->plan[i]);
 		s->spawn[s->nspawn++] = shard_message(s, s->shard->run,
 		    SHARD_EXECUTE, i, t->n, str_field(t->plan[i], "after"),
-		    str_field(t->plan[i], "upto"), c.candidates);
+		    str_field(t->plan[i], "upto"), c.candidates,
+		    c.candidates + c.candidates * margin / total);
 	}
 	spawn_send(s);
 }
@@ -713,23 +740,25 @@ state_read(struct redis *r, const struct redis_reply *reply, void *arg)
 	const struct task_shard *sh = s->shard;
 	const char		*run = NULL, *stop = NULL;
 
-	/* Advisory: the record decides.  Without an answer, run. */
-	if (reply != NULL && redis_reply_type(reply) == REDIS_R_ARRAY &&
-	    redis_reply_len(reply) == 2) {
-		run = redis_reply_str(redis_reply_elem(reply, 0), NULL);
-		stop = redis_reply_str(redis_reply_elem(reply, 1), NULL);
-		if (run == NULL || strcmp(run, sh->run) != 0) {
-			sweep_shard_pass_done(s, "stale");
-			return;
-		}
-		if (stop != NULL) {
-			task_run_error(s->tr, NULL, "shard_skipped",
-			    "another shard (%s) failed first; this range "
-			    "was not swept",
-			    stop);
-			sweep_shard_pass_done(s, "skipped");
-			return;
-		}
+	/* Nothing runs unchecked: without an answer, ask again. */
+	if (reply == NULL || redis_reply_type(reply) != REDIS_R_ARRAY ||
+	    redis_reply_len(reply) != 2) {
+		retry_later(s, "check");
+		return;
+	}
+	run = redis_reply_str(redis_reply_elem(reply, 0), NULL);
+	stop = redis_reply_str(redis_reply_elem(reply, 1), NULL);
+	if (run == NULL || strcmp(run, sh->run) != 0) {
+		sweep_shard_pass_done(s, "stale");
+		return;
+	}
+	if (stop != NULL) {
+		task_run_error(s->tr, NULL, "shard_skipped",
+		    "another shard (%s) failed first; this range was not "
+		    "swept",
+		    stop);
+		sweep_shard_pass_done(s, "skipped");
+		return;
 	}
 	if (sh->phase == SHARD_EXECUTE) {
 		s->executing = 1;
@@ -738,23 +767,30 @@ state_read(struct redis *r, const struct redis_reply *reply, void *arg)
 	sweep_pass_begin(s);
 }
 
+/* Is the shard's run still the sweep's, and has no other shard failed? */
+static void
+shard_check(struct sweep_run *s)
+{
+	char *key = queue_sweep_key(worker_keys(s->w), s->shard->sweep_id);
+
+	if (redis_cmd(worker_redis(s->w), state_read, s, "HMGET", key, "run",
+		"stop", (char *)NULL) != 0)
+		state_read(NULL, NULL, s);
+	free(key);
+}
+
 static void
 sweep_shard_run(struct task_run *tr)
 {
 	struct sweep_run *s = sweep_run_new(tr);
-	char		 *key = queue_sweep_key(
-			worker_keys(tr->w), tr->task.shard.sweep_id);
-	char idx[24];
+	char		  idx[24];
 
 	snprintf(idx, sizeof(idx), "%d/%d", tr->task.shard.index,
 	    tr->task.shard.count);
 	logkv(LOG_INFO, "shard started", "task_id", tr->task.id, "shard", idx,
 	    "phase", tr->task.shard.phase == SHARD_PLAN ? "plan" : "execute",
 	    (char *)NULL);
-	if (redis_cmd(worker_redis(tr->w), state_read, s, "HMGET", key, "run",
-		"stop", (char *)NULL) != 0)
-		state_read(NULL, NULL, s);
-	free(key);
+	shard_check(s);
 }
 
 const struct task_kind task_kind_sweep_shard = {

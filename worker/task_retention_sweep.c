@@ -213,13 +213,29 @@ sweep_idle(const struct sweep_run *s)
 	return !s->list_pending && !s->db_pending && s->deletes_inflight == 0;
 }
 
+/*
+ * A shard's pass is over: give its cursor and pool connection back before
+ * the Redis steps, which may wait out an outage.
+ */
+static void
+shard_pass_over(struct sweep_run *s, const char *status)
+{
+	db_cursor_close(s->cur);
+	s->cur = NULL;
+	if (s->has_cursor) {
+		s->has_cursor = 0;
+		worker_cursor_done(s->w);
+	}
+	sweep_shard_pass_done(s, status);
+}
+
 void
 sweep_run_end(struct sweep_run *s, const char *status)
 {
 	struct task_run *tr = s->tr;
 
 	if (s->shard != NULL) {
-		sweep_shard_pass_done(s, status);
+		shard_pass_over(s, status);
 		return;
 	}
 	sweep_report(s);
@@ -395,10 +411,16 @@ sweep_verdict(void *arg, const struct sweep_object *o, enum sweep_reason r)
 			    s->samples, cJSON_CreateString(o->key));
 		return;
 	}
-	/* A margin for uploads that aged past min_age between the passes. */
-	if (++s->exec_candidates > s->plan.candidates +
-		(s->plan.candidates / 100 > 10 ? s->plan.candidates / 100
-					       : 10)) {
+	/*
+	 * A margin for uploads that aged past min_age between the passes;
+	 * a shard has its share of the sweep's margin (sweep_shard.c).
+	 */
+	if (++s->exec_candidates >
+	    (s->shard != NULL ? s->shard->limit
+			      : s->plan.candidates +
+			(s->plan.candidates / 100 > 10
+				? s->plan.candidates / 100
+				: 10))) {
 		sweep_abort(s, s->deleted > 0 ? "partial" : "failed",
 		    "bucket_changed",
 		    "the second pass met more candidates "
@@ -670,7 +692,7 @@ sweep_plan_done(struct sweep_run *s)
 
 	sweep_merge_counts(s->m, &s->plan);
 	if (s->shard != NULL) {
-		sweep_shard_pass_done(s, "ok"); /* the last shard judges */
+		shard_pass_over(s, "ok"); /* the last shard judges */
 		return;
 	}
 	if ((why = sweep_guard_plan(s, buf, sizeof(buf))) != NULL) {
@@ -731,6 +753,11 @@ sweep_step(struct sweep_run *s)
 			db_next(s);
 		break;
 	case SWEEP_DONE:
+		if (s->stopping) {
+			/* A verdict stopped it (bucket_changed) at the end. */
+			sweep_step(s);
+			break;
+		}
 		if (!s->executing) {
 			if (sweep_idle(s))
 				sweep_plan_done(s);

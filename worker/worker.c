@@ -330,9 +330,8 @@ drain_expired(evutil_socket_t fd, short what, void *arg)
 		if (tr->final != NULL || tr->dead != NULL || tr->returned)
 			continue; /* finished: its ack is on its way */
 		if (q == NULL)
-			q = tr->task.type == TASK_RETENTION_SWEEP
-			    ? w->keys.sweeps
-			    : w->keys.jobs;
+			q = tr->task.type == TASK_JOB_CLEANUP ? w->keys.jobs
+							      : w->keys.sweeps;
 		argv[0] = "EVAL";
 		argv[1] = requeue_script;
 		argv[2] = "2";

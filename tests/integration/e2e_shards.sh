@@ -149,6 +149,20 @@ check "a dropped shard deletes nothing" \
   s3api head-object --bucket cloud-cube --key "$CUBE/b/zz/late-orphan.bin"
 is "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" 0 "the dropped shard is acknowledged"
 
+# --- An execute shard stops at its candidate_limit: a range that planned
+# nothing deletes nothing, even when its second pass meets a candidate.
+rcli HSET "$NS:sweep:limit-1" run limit-run shards 2 >/dev/null
+now_ms=$(($(date +%s) * 1000 + 60000))
+rcli RPUSH "$NS:queue:sweeps" "{\"type\":\"sweep_shard\",\"id\":\"limit-1:execute:0\",\"sweep_id\":\"limit-1\",\"run\":\"limit-run\",\"phase\":\"execute\",\"shard\":0,\"shards\":2,\"after\":\"b/zz/\",\"upto\":\"b/zz/zzz\",\"young_after_ms\":$now_ms,\"started_ms\":1,\"planned_candidates\":0,\"candidate_limit\":0,\"retention_days\":5,\"min_age_hours\":0,\"force\":true,\"prefix\":\"b/\"}" >/dev/null
+wait_for test -n "$(rcli HGET "$NS:sweep:limit-1" execute:0)"
+rep=$(rcli HGET "$NS:sweep:limit-1" execute:0)
+is "$(echo "$rep" | json status)" failed "candidate_limit 0: the range stops at its first candidate"
+is "$(echo "$rep" | json errors.0.code)" bucket_changed "candidate_limit 0: bucket_changed"
+is "$(echo "$rep" | json deleted)" 0 "candidate_limit 0: nothing deleted"
+check "candidate_limit 0: the orphan is still there (aws s3api)" \
+  s3api head-object --bucket cloud-cube --key "$CUBE/b/zz/late-orphan.bin"
+is "$(rcli HGET "$NS:sweep:limit-1" stop)" execute:0 "the failed range stops the others (redis-cli)"
+
 # --- Bad shard counts are refused before anything runs.
 rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"bad-shards","shards":0}' >/dev/null
 rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"many-shards","shards":257}' >/dev/null

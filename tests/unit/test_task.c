@@ -180,7 +180,7 @@ test_shards(void)
 	    ":execute:255\",\"sweep_id\":\"s1\",\"run\":\"r1\","
 	    "\"phase\":\"execute\",\"shard\":255,\"shards\":256,"
 	    "\"after\":\"a/b\",\"upto\":\"a/c\",\"young_after_ms\":5,"
-	    "\"started_ms\":4,\"planned_candidates\":7,"
+	    "\"started_ms\":4,\"planned_candidates\":7,\"candidate_limit\":8,"
 	    "\"retention_days\":30,\"min_age_hours\":0,\"dry_run\":false}";
 	ok(task_parse(m, strlen(m), &t, &err) == 0,
 	    "a shard with a 128-byte sweep id parses: %s", err.message);
@@ -194,7 +194,7 @@ test_shards(void)
 	is_str(t.shard.after, "a/b", "after");
 	is_str(t.shard.upto, "a/c", "upto");
 	ok(t.shard.young_after_ms == 5 && t.shard.started_ms == 4 &&
-		t.shard.planned == 7,
+		t.shard.planned == 7 && t.shard.limit == 8,
 	    "the times and the plan");
 	task_free(&t);
 
