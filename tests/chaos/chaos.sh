@@ -287,14 +287,14 @@ kill_worker() {
   fi
 }
 # sweep_slot [MAX-HITS]: the slot of a worker (not the frozen one) that has
-# a sweep claimed, hit fewer than MAX-HITS times so far; sets SWEEP_SLOT
-# and SWEEP_ID, or fails.
+# a sweep or a sweep's shard claimed, hit fewer than MAX-HITS times so far;
+# sets SWEEP_SLOT and SWEEP_ID, or fails.
 sweep_slot() {
   local s m
   for ((s = 0; s < W_SLOTS; s++)); do
     [ "$s" = "$FROZEN_SLOT" ] && continue
     m=$(rc --raw LRANGE "$NS:processing:${W_ID[$s]}" 0 -1 2>/dev/null |
-      grep retention_sweep | grep -o '"id":"[^"]*"' | head -n 1)
+      grep -E 'retention_sweep|sweep_shard' | grep -o '"id":"[^"]*"' | head -n 1)
     SWEEP_ID=${m#\"id\":}
     if [ -n "$SWEEP_ID" ] && [ "${SWEEP_HITS[$SWEEP_ID]:-0}" -lt "${1:-2}" ]; then
       SWEEP_SLOT=$s
@@ -606,6 +606,9 @@ errs=$(cat "${ALL_LOGS[@]}" | grep -c '"level":"error"')
 is "$errs" 0 "no error lines in the ${#ALL_LOGS[@]} worker logs"
 cat "${ALL_LOGS[@]}" | grep '"level":"error"' | sort | uniq -c | sort -rn | head -n 5 |
   sed 's/^/#   /'
+splits=$(cat "${ALL_LOGS[@]}" | grep '"msg":"sweep split into shards"' |
+  grep -o '"task_id":"[^"]*"' | sort -u | wc -l)
+is "$splits" $((NSWEEPS / 2)) "every other sweep ran in key ranges (worker logs)"
 san=$(cat "${ALL_LOGS[@]}" | grep -cE 'ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:')
 is "$san" 0 "no sanitizer reports in the worker logs"
 

@@ -128,9 +128,11 @@ def gen(d, n, cube, seed, now):
             for i in range(max(1, n // 4)):
                 f.write(f"{cube}/tmp/late-{s}/orphan-{i:05d}.bin\t{1000 + i}\t{old}\n")
         tid = f"c{seed}-s{s}"
-        sweeps.append(json.dumps({"type": "retention_sweep", "id": tid,
-                                  "retention_days": 5, "min_age_hours": 24},
-                                 separators=(",", ":")))
+        sweep = {"type": "retention_sweep", "id": tid,
+                 "retention_days": 5, "min_age_hours": 24}
+        if s % 2 == 0:
+            sweep["shards"] = 3  # every other sweep in key ranges
+        sweeps.append(json.dumps(sweep, separators=(",", ":")))
         expect.append((tid, "sweep"))
 
     def tsv(v):
