@@ -295,6 +295,10 @@ queue_lease_release(struct redis *r, const struct queue_keys *k,
  * ARGV: namespace, self ("" for the expired leases), max redeliveries,
  * result TTL, results log length.
  *
+ * A sweep_shard over the limit is not dead-lettered but given back with
+ * "gave_up": the worker that claims it records its range as failed
+ * without running it, so that the sweep still ends with a result.
+ *
  * A message goes back to the queue of its type: <ns>:queue:sweeps for a
  * retention_sweep, <ns>:queue:jobs for anything else (a message that does
  * not parse is dead-lettered by whoever claims it next).  Processing lists
@@ -323,10 +327,13 @@ static const char reap_script[] =
     "if type(d.id) == 'string' then "
     "local ck = ns .. ':redelivered:' .. d.id "
     "n = redis.call('INCR', ck) redis.call('EXPIRE', ck, ARGV[4]) end "
-    "if n > tonumber(ARGV[3]) then "
     "local msg = 'its worker stopped while running it ' .. n .. "
     "' times (killed or lost); not run again' "
-    "local now = redis.call('TIME')[1] "
+    "if n > tonumber(ARGV[3]) and d.type == 'sweep_shard' and "
+    "d.gave_up == nil and string.sub(m, 1, 1) == '{' then "
+    "redis.call('RPUSH', q, '{\"gave_up\":\"redelivery_limit\",' .. "
+    "string.sub(m, 2)) dead = dead + 1 "
+    "elseif n > tonumber(ARGV[3]) then "
     "redis.call('LPUSH', KEYS[3], cjson.encode({id = d.id, raw = m, "
     "worker = id, reason = {code = 'redelivery_limit', message = msg}})) "
     "local r = cjson.encode({id = d.id, type = d.type, status = 'failed', "

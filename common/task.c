@@ -75,6 +75,7 @@ static const struct field sweep_shard_fields[] = {
     {"started_ms", F_COUNT, 1, 1LL << 50},
     {"planned_candidates", F_COUNT, 0, 1LL << 50},
     {"candidate_limit", F_COUNT, 0, 1LL << 50},
+    {"gave_up", F_STRING, 0, 0},
     {"retention_days", F_COUNT, 1, 3650},
     {"min_age_hours", F_COUNT, 1, 24 * 3650},
     {"dry_run", F_BOOL, 0, 0},
@@ -224,6 +225,13 @@ parse_string(const struct field *f, const char *v, struct task *t,
 			return reject(err, "invalid_field",
 			    "field 'phase' must be \"plan\" or \"execute\"");
 		t->shard.phase = v[0] == 'p' ? SHARD_PLAN : SHARD_EXECUTE;
+		return 0;
+	}
+	if (strcmp(f->name, "gave_up") == 0) {
+		if (strcmp(v, "redelivery_limit") != 0)
+			return reject(err, "invalid_field",
+			    "field 'gave_up' must be \"redelivery_limit\"");
+		t->shard.gave_up = 1;
 		return 0;
 	}
 	if ((slot = string_slot(t, f->name)) == NULL)

@@ -42,7 +42,8 @@ struct task_shard {
 	int64_t		 young_after_ms; /* the sweep's min-age cutoff */
 	int64_t		 started_ms;	 /* when the sweep started */
 	int64_t		 planned;	 /* execute: this range's plan */
-	int64_t		 limit; /* execute: the most candidates it may meet */
+	int64_t		 limit;	  /* execute: the most candidates it may meet */
+	int		 gave_up; /* redelivered too often: record, don't run */
 };
 
 /*

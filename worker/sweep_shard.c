@@ -787,6 +787,17 @@ sweep_shard_run(struct task_run *tr)
 
 	snprintf(idx, sizeof(idx), "%d/%d", tr->task.shard.index,
 	    tr->task.shard.count);
+	if (tr->task.shard.gave_up) {
+		/* Its workers kept dying (queue_reap): record, don't run. */
+		task_run_error(tr, NULL, "redelivery_limit",
+		    "range %s: its workers stopped while running it more "
+		    "than %d times (killed or lost); not run again",
+		    idx, worker_config(tr->w)->max_attempts);
+		logkv(LOG_WARN, "shard given up: redelivered too often",
+		    "task_id", tr->task.id, (char *)NULL);
+		sweep_shard_pass_done(s, "failed");
+		return;
+	}
 	logkv(LOG_INFO, "shard started", "task_id", tr->task.id, "shard", idx,
 	    "phase", tr->task.shard.phase == SHARD_PLAN ? "plan" : "execute",
 	    (char *)NULL);

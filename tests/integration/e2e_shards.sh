@@ -163,6 +163,26 @@ check "candidate_limit 0: the orphan is still there (aws s3api)" \
   s3api head-object --bucket cloud-cube --key "$CUBE/b/zz/late-orphan.bin"
 is "$(rcli HGET "$NS:sweep:limit-1" stop)" execute:0 "the failed range stops the others (redis-cli)"
 
+# --- A shard whose workers keep dying is given up, not lost: the reaper
+# hands it back marked gave_up, the next worker records its range as
+# failed without running it, and the sweep still ends with a result.
+plan1='{"status":"ok","worker":"w","after":"b/m","counts":[3,30,0,0,2,20,0,0,0,0,0,0,2],"deleted":0,"deleted_bytes":0,"delete_errors":0,"candidates_met":0,"duration_ms":1,"by_prefix":{"b/":2},"samples":[],"deleted_sample":[],"warnings":[],"errors":[]}'
+rcli HSET "$NS:sweep:rl-1" run rl-run shards 2 started_ms 1 plan:1 "$plan1" plan_done 1 >/dev/null
+shard0="{\"type\":\"sweep_shard\",\"id\":\"rl-1:plan:0\",\"sweep_id\":\"rl-1\",\"run\":\"rl-run\",\"phase\":\"plan\",\"shard\":0,\"shards\":2,\"upto\":\"b/m\",\"young_after_ms\":1,\"started_ms\":1,\"retention_days\":5,\"min_age_hours\":0,\"prefix\":\"b/\"}"
+rcli SET "$NS:redelivered:rl-1:plan:0" 5 >/dev/null
+rcli LPUSH "$NS:processing:ghost" "$shard0" >/dev/null
+rcli ZADD "$NS:leases" 1 ghost >/dev/null
+wait_for test -n "$(rcli GET "$NS:result:rl-1")"
+R=$(rcli GET "$NS:result:rl-1")
+is "$(f status)" failed "a shard redelivered too often: the sweep fails, with a result"
+like "$(f errors)" redelivery_limit "and says why (redelivery_limit)"
+is "$(f shard_results.0.status)" failed "the range given up is reported failed"
+is "$(f shard_results.1.status)" ok "the other range as recorded"
+is "$(rcli LLEN "$NS:dead")" 0 "the shard is not dead-lettered (redis-cli)"
+is "$(rcli EXISTS "$NS:result:rl-1:plan:0")" 0 "no result under the shard's id"
+grep -q '"msg":"shard given up: redelivered too often"' "$T_TMP/worker.log"
+ok $? "the worker log says the shard was given up"
+
 # --- Bad shard counts are refused before anything runs.
 rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"bad-shards","shards":0}' >/dev/null
 rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"many-shards","shards":257}' >/dev/null
