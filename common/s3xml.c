@@ -23,11 +23,12 @@
 #include "util.h"
 
 /*
- * Separates a namespace URI from the local name in element names.  No XML
- * 1.0 document can contain U+0001, so it can be neither in a URI nor in a
- * local name.
+ * Elements are known by their local names, whatever their namespace (S3
+ * answers in its 2006-03-01 namespace, as the default one).  Namespace
+ * processing would only cost time on every element, so the parser does
+ * none and a prefix, if a server used one, is cut off here.
  */
-#define NSSEP '\001'
+#define PREFIX_SEP ':'
 
 #define ERRLEN	     384
 #define SNIPLEN	     96
@@ -207,13 +208,19 @@ sx_capture(struct sx *s, size_t max, int truncate)
 	buf_reset(&s->text);
 }
 
+/* Called for every element of every page: compare lengths first. */
 static enum el
 el_lookup(const char *local)
 {
-	int i;
+	static size_t lens[EL_COUNT];
+	size_t	      len = strlen(local);
+	int	      i;
 
+	if (lens[EL_COUNT - 1] == 0)
+		for (i = 0; i < EL_COUNT; i++)
+			lens[i] = strlen(el_names[i]);
 	for (i = EL_OTHER + 1; i < EL_COUNT; i++)
-		if (strcmp(local, el_names[i]) == 0)
+		if (lens[i] == len && memcmp(local, el_names[i], len) == 0)
 			return i;
 	return EL_OTHER;
 }
@@ -229,7 +236,7 @@ sx_start(void *arg, const XML_Char *name, const XML_Char **atts)
 	(void)atts;
 	if (s->failed)
 		return;
-	if ((local = strrchr(name, NSSEP)) != NULL)
+	if ((local = strrchr(name, PREFIX_SEP)) != NULL)
 		local++;
 	else
 		local = name;
@@ -340,7 +347,7 @@ sx_init(struct sx *s, enum el root, void (*start)(struct sx *, enum el),
     void (*end)(struct sx *, enum el), void *owner)
 {
 	memset(s, 0, sizeof(*s));
-	if ((s->xp = XML_ParserCreateNS(NULL, NSSEP)) == NULL)
+	if ((s->xp = XML_ParserCreate(NULL)) == NULL)
 		fatal("out of memory creating an XML parser");
 	s->root = root;
 	s->start = start;

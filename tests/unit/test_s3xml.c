@@ -246,6 +246,26 @@ test_plain_page(void)
 	s3xml_list_free(l);
 }
 
+/* A namespace prefix, which S3 does not use: elements by local name. */
+static void
+test_prefixed_page(void)
+{
+	static const char doc[] =
+	    "<s3:ListBucketResult xmlns:s3=\"" AWSNS "\">"
+	    "<s3:IsTruncated>false</s3:IsTruncated>"
+	    "<s3:Contents><s3:Key>p/k.bin</s3:Key><s3:Size>7</s3:Size>"
+	    "<s3:LastModified>1970-01-01T00:00:01Z</s3:LastModified>"
+	    "</s3:Contents></s3:ListBucketResult>";
+	struct s3xml_list *l;
+
+	l = s3xml_list_create();
+	is_int(
+	    feed_list(l, doc, sizeof(doc) - 1, 0), 0, "prefixed page parses");
+	is_int(s3xml_list_count(l), 1, "prefixed page: count");
+	is_object(l, 0, "p/k.bin", 7, 7, INT64_C(1000), "prefixed page");
+	s3xml_list_free(l);
+}
+
 #define ENC_CONTENTS                                                           \
 	"<Contents><Key>a+b.txt</Key><Size>1</Size>"                           \
 	"<LastModified>1970-01-01T00:00:00Z</LastModified></Contents>"         \
@@ -954,6 +974,7 @@ main(void)
 	test_aws_page();
 	test_s3rver_page();
 	test_plain_page();
+	test_prefixed_page();
 	test_encoded();
 	test_empty_listing();
 	test_bad_contents();
