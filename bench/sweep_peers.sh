@@ -5,7 +5,8 @@
 #   bench/sweep_peers.sh [--sizes 100000,1000000] [--latency-ms 0,20]
 #                        [--repeat 3] [--repeat-upto 100000]
 #                        [--latency-upto [LAT:]N,...] [--cap SECONDS]
-#                        [--rclone-n N] [--aws-n N] [--tools LIST] [--write-doc]
+#                        [--rclone-n N] [--aws-n N] [--shards N]
+#                        [--tools LIST] [--write-doc]
 #
 # Data: N objects under one prefix of the in-memory S3 server
 # (build/tests/s3mem/s3mem, seeded in bulk with ?s3mem-seed), all 30 days
@@ -17,6 +18,9 @@
 #   clipsweep  clipsweep-worker --drain, one retention_sweep (min_age_hours
 #              24, force: 80% orphans is above the default delete ratio);
 #              deletes the 80% orphans, keeps the 20%
+#   clipsweep-sharded
+#              the same sweep with "shards": N (--shards, default 8) and
+#              --concurrency N: one worker runs the N key ranges at once
 #   rclone     /usr/bin/rclone delete --min-age 24h --fast-list
 #              --use-server-modtime --checkers N --transfers N
 #   aws        /usr/bin/aws s3 rm --recursive --only-show-errors with
@@ -39,7 +43,8 @@
 #
 # N defaults (the best of the values tried, see docs/BENCHMARKS.md):
 # rclone 16 without latency, 1024 with; aws 32.  --tools LIST runs a subset
-# (clipsweep,rclone,aws), e.g. to try other N.  --write-doc puts the table, the machine and the
+# (clipsweep,clipsweep-sharded,rclone,aws), e.g. to try other N.  The
+# ratios are against clipsweep-sharded when it ran, else clipsweep.  --write-doc puts the table, the machine and the
 # command into docs/BENCHMARKS.md between the sweep_peers markers (appending
 # the section if it is missing).  Raw per-run figures: $SVC_DIR/runs.tsv,
 # kept with CLIPSWEEP_KEEP_SVC=1.
@@ -58,7 +63,8 @@ cap=900
 rclone_n=
 aws_n=
 write_doc=0
-tools=clipsweep,rclone,aws
+tools=clipsweep,clipsweep-sharded,rclone,aws
+shards=8
 
 die() { echo "sweep_peers: $*" >&2; exit 64; }
 while [ $# -gt 0 ]; do
@@ -72,6 +78,7 @@ while [ $# -gt 0 ]; do
     --rclone-n) rclone_n=${2:?}; shift 2 ;;
     --aws-n) aws_n=${2:?}; shift 2 ;;
     --tools) tools=${2:?}; shift 2 ;;
+    --shards) shards=${2:?}; shift 2 ;;
     --write-doc) write_doc=1; shift ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     *) die "unknown argument $1 (see --help)" ;;
@@ -94,12 +101,12 @@ upto_for() {
   echo "$def"
 }
 [[ $latency_upto =~ ^([0-9]+:)?[0-9]+(,([0-9]+:)?[0-9]+)*$ ]] || die "bad --latency-upto $latency_upto"
-for v in "${sizes[@]}" "${latencies[@]}" "$repeat" "$repeat_upto" "$cap" \
+for v in "${sizes[@]}" "${latencies[@]}" "$repeat" "$repeat_upto" "$cap" "$shards" \
   ${rclone_n:+"$rclone_n"} ${aws_n:+"$aws_n"}; do
   [[ $v =~ ^[0-9]+$ ]] || die "not a number: $v"
 done
 for t in "${tools[@]}"; do
-  case $t in clipsweep | rclone | aws) ;; *) die "unknown tool $t" ;; esac
+  case $t in clipsweep | clipsweep-sharded | rclone | aws) ;; *) die "unknown tool $t" ;; esac
 done
 
 . scripts/lib/services.sh
@@ -237,14 +244,14 @@ seed() { # N
 # Each runner runs its tool against S3PORT under /usr/bin/time into
 # $SVC_DIR/time and prints "STATUS DETAIL" (STATUS ok, capped or failed).
 
-run_clipsweep() { # N LAT REP
-  local n=$1 id="peers-$1-$2-$3" rc=0 out
+run_clipsweep() { # N LAT REP [SHARDS]
+  local n=$1 k=${4:-1} id="peers-$1-$2-$3-${4:-1}" rc=0 out
   redis-cli -u "$REDIS_URL" LPUSH clipsweep:queue:sweeps \
-    "{\"type\":\"retention_sweep\",\"id\":\"$id\",\"min_age_hours\":24,\"force\":true,\"dry_run\":false}" >/dev/null
+    "{\"type\":\"retention_sweep\",\"id\":\"$id\",\"min_age_hours\":24,\"force\":true,\"dry_run\":false,\"shards\":$k}" >/dev/null
   CLOUDCUBE_URL="http://127.0.0.1:$S3PORT/$BUCKET/peers$n" CLIPSWEEP_WORKER_ID="$id" \
     CLIPSWEEP_JOBS_TABLE="p$n.jobs" CLIPSWEEP_CLIPS_TABLE="p$n.clips" \
     /usr/bin/time -f "%e %M %U %S" -o "$SVC_DIR/time" \
-    timeout -k 10 "$cap" "$WORKER" --drain --queues sweeps --concurrency 1 \
+    timeout -k 10 "$cap" "$WORKER" --drain --queues sweeps --concurrency "$k" \
     >"$SVC_DIR/logs/worker-$id.log" 2>&1 || rc=$?
   out=$(redis-cli -u "$REDIS_URL" GET "clipsweep:result:$id")
   if [ "$rc" = 124 ]; then
@@ -258,6 +265,10 @@ r = json.load(sys.stdin)
 print("ok" if r["status"] == "ok" else "failed", "status=%s,scanned=%s,deleted=%s" % (
     r["status"], r.get("total_objects_scanned"), r.get("deleted_count")))'
   fi
+}
+
+run_clipsweep-sharded() { # N LAT REP
+  run_clipsweep "$1" "$2" "$3" "$shards"
 }
 
 run_rclone() { # N LAT REP
@@ -307,6 +318,7 @@ one_run() {
   seed "$n"
   case $tool in
     clipsweep) flags="--concurrency 1" ;;
+    clipsweep-sharded) flags="--concurrency $shards, shards $shards" ;;
     rclone) flags="--fast-list --use-server-modtime --checkers $RCLONE_N --transfers $RCLONE_N" ;;
     aws) flags="max_concurrent_requests=$AWS_N" ;;
   esac
@@ -385,7 +397,7 @@ print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --
 notes = []
 for (n, lat, tool), rs in groups.items():
     r = median_run(rs)
-    base = groups.get((n, lat, "clipsweep"))
+    base = groups.get((n, lat, "clipsweep-sharded")) or groups.get((n, lat, "clipsweep"))
     b = median_run(base) if base else None
     walls = sorted(x["wall"] for x in rs)
     wall = "%.2f" % r["wall"]
@@ -413,7 +425,7 @@ for (n, lat, tool), rs in groups.items():
         tool, n, lat, wall, r["deleted"], r["rate"], r["cpu"], cpu, r["rss"] / 1024.0,
         r["s3cpu"], r["pgcpu"], r["list"], r["delete"], r["batch"],
         (" + %d other" % r["other"]) if r["other"] else "", wr, rr))
-    if tool == "clipsweep" and r["left"] != n // 5 and r["status"] == "ok":
+    if tool.startswith("clipsweep") and r["left"] != n // 5 and r["status"] == "ok":
         notes.append("clipsweep at %d objects, %d ms: %d objects left, %d expected"
                      % (n, lat, r["left"], n // 5))
 for x in notes:
@@ -424,6 +436,7 @@ cat "$TABLE"
 
 flags_line() {
   echo "Flags: clipsweep-worker --drain --queues sweeps --concurrency 1;" \
+    "clipsweep-sharded: \"shards\": $shards and --concurrency $shards;" \
     "rclone delete --min-age 24h --fast-list --use-server-modtime --checkers N --transfers N -q;" \
     "aws s3 rm --recursive --only-show-errors with default.s3.max_concurrent_requests N;" \
     "N = ${rclone_n:-16 without latency, 1024 with} for rclone, ${aws_n:-32} for aws."
