@@ -144,15 +144,22 @@ retry_later(struct sweep_run *s, const char *what)
 	evtimer_add(s->shard_ev, &tv);
 }
 
-/* The step is done and the message acknowledged: forget the run. */
-static void
-run_acked(struct sweep_run *s, const char *status)
+/* Free the shard's state before its task run ends; returns the run. */
+static struct task_run *
+release(struct sweep_run *s)
 {
 	struct task_run *tr = s->tr;
 
 	tr->kind_state = NULL;
 	sweep_run_free(s);
-	task_run_acked(tr, status);
+	return tr;
+}
+
+/* The step is done and the message acknowledged: forget the run. */
+static void
+run_acked(struct sweep_run *s, const char *status)
+{
+	task_run_acked(release(s), status);
 }
 
 /* Splitting. */
@@ -577,8 +584,7 @@ publish_final(struct sweep_run *s, struct shard_sums *t, const char *status)
 	sweep_report(s);
 	cJSON_AddNumberToObject(tr->result, "shards", t->n);
 	cJSON_AddItemToObject(tr->result, "shard_results", shard_results(t));
-	tr->kind_state = NULL;
-	sweep_run_free(s);
+	release(s);
 	task_run_finish_as(tr, id, "retention_sweep", started, status);
 }
 
@@ -715,9 +721,7 @@ sweep_shard_pass_done(struct sweep_run *s, const char *status)
 	if (s->shard_report == NULL &&
 	    (strcmp(status, "failed") == 0 || strcmp(status, "partial") == 0) &&
 	    task_run_shard_retry(tr)) {
-		tr->kind_state = NULL;
-		sweep_run_free(s);
-		task_run_shard_retry_send(tr);
+		task_run_shard_retry_send(release(s));
 		return;
 	}
 	s->shard_status = status;

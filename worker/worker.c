@@ -91,9 +91,10 @@ struct worker {
 	struct cursor_wait_list cursor_waits;
 };
 
-static void claim_next(struct worker *);
-static void recover(struct worker *);
-static void run_publish(struct task_run *);
+static void	   claim_next(struct worker *);
+static const char *run_queue(const struct task_run *);
+static void	   recover(struct worker *);
+static void	   run_publish(struct task_run *);
 
 struct event_base *
 worker_base(struct worker *w)
@@ -322,16 +323,13 @@ drain_expired(evutil_socket_t fd, short what, void *arg)
 	w->requeue_pending = 1; /* held until every command is sent */
 	TAILQ_FOREACH(tr, &w->runs, entry)
 	{
-		const char *q = tr->queue_key;
+		const char *q = run_queue(tr);
 		const char *argv[6];
 		size_t	    lens[6];
 		int	    i;
 
 		if (tr->final != NULL || tr->dead != NULL || tr->returned)
 			continue; /* finished: its ack is on its way */
-		if (q == NULL)
-			q = tr->task.type == TASK_JOB_CLEANUP ? w->keys.jobs
-							      : w->keys.sweeps;
 		argv[0] = "EVAL";
 		argv[1] = requeue_script;
 		argv[2] = "2";
@@ -505,6 +503,14 @@ run_publish(struct task_run *tr)
 
 enum retry_class { RETRY_NONE, RETRY_TRANSIENT, RETRY_NOT_READY };
 
+/* When the task's first attempt started, ms since the epoch. */
+static int64_t
+first_attempt_ms(const struct task_run *tr)
+{
+	return tr->task.first_attempt_at > 0 ? tr->task.first_attempt_at
+					     : tr->started_ms;
+}
+
 static const char *const transient_codes[] = {
     "storage_unavailable", "database_unavailable"};
 
@@ -664,9 +670,7 @@ run_retry_or_give_up(struct task_run *tr, const char *status, int64_t now)
 	const struct config *cfg = tr->w->cfg;
 	const char	    *code = NULL;
 	enum retry_class     rc = retry_class(tr, status, &code);
-	int64_t		     first = tr->task.first_attempt_at > 0
-			 ? tr->task.first_attempt_at
-			 : tr->started_ms;
+	int64_t		     first = first_attempt_ms(tr);
 	char		     ts[40];
 
 	if (rc == RETRY_NONE)
@@ -733,9 +737,7 @@ task_run_shard_retry(struct task_run *tr)
 	const struct config *cfg = tr->w->cfg;
 	const char	    *code = transient_code(tr);
 	int64_t		     now = now_ms();
-	int64_t		     first = tr->task.first_attempt_at > 0
-			 ? tr->task.first_attempt_at
-			 : tr->started_ms;
+	int64_t		     first = first_attempt_ms(tr);
 	char		     ts[40];
 
 	if (code == NULL || tr->w->teardown || tr->returned ||
