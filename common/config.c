@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <libpq-fe.h>
 
 #include "config.h"
 #include "task.h"
@@ -467,6 +468,49 @@ url_redact(const char *url)
 	return out != NULL ? out : xstrdup("(unparsable URL)");
 }
 
+/*
+ * A libpq connection string for logs.  A URL goes through url_redact();
+ * a key=value string is parsed by libpq and only the keywords that name
+ * where and as whom are kept, so that no password (or passfile, or key)
+ * is ever printed.
+ */
+char *
+conninfo_redact(const char *conninfo)
+{
+	static const char *const keep[] = {"host", "hostaddr", "port", "dbname",
+	    "user", "sslmode", "application_name"};
+	PQconninfoOption	*opts, *o;
+	struct buf		 b;
+	size_t			 i;
+
+	if (strncmp(conninfo, "postgres://", 11) == 0 ||
+	    strncmp(conninfo, "postgresql://", 13) == 0)
+		return url_redact(conninfo);
+	if ((opts = PQconninfoParse(conninfo, NULL)) == NULL)
+		return xstrdup("(unparsable connection string)");
+	buf_init(&b);
+	for (i = 0; i < sizeof(keep) / sizeof(keep[0]); i++) {
+		for (o = opts; o->keyword != NULL; o++) {
+			const char *v;
+
+			if (strcmp(o->keyword, keep[i]) != 0 || o->val == NULL)
+				continue;
+			buf_addf(
+			    &b, "%s%s='", b.len > 0 ? " " : "", o->keyword);
+			for (v = o->val; *v != '\0'; v++) {
+				if (*v == '\'' || *v == '\\')
+					buf_add(&b, "\\", 1);
+				buf_add(&b, v, 1);
+			}
+			buf_add(&b, "'", 1);
+		}
+	}
+	PQconninfoFree(opts);
+	if (b.len == 0)
+		buf_adds(&b, "(libpq defaults)");
+	return buf_steal(&b);
+}
+
 static const char *
 env2(const char *a, const char *b)
 {
@@ -579,7 +623,7 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 			goto fail;
 		}
 		c->database_url = xstrdup(v);
-		c->database_redacted = url_redact(v);
+		c->database_redacted = conninfo_redact(v);
 		if (config_tables(c, err, errlen) != 0)
 			goto fail;
 	}

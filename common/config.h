@@ -72,6 +72,8 @@ char *sql_quote_relation(const char *);
 
 /* URL with any password replaced by "***", for logs; caller frees. */
 char *url_redact(const char *);
+/* A libpq URL or key=value string without its secrets; caller frees. */
+char *conninfo_redact(const char *);
 
 /* Region of a known Cloudcube bucket, or NULL. */
 const char *cloudcube_region(const char *bucket);

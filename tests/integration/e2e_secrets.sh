@@ -218,20 +218,28 @@ is "$rc" 0 "watch exits 0 on SIGINT"
 # key=value conninfo.
 db_down() { # NAME CONNINFO
   local name=$1 pid
-  CLIPSWEEP_DATABASE_URL=$2 "$WORKER" >"$T_TMP/worker-$name.log" 2>&1 &
+  # One attempt: the final result comes after the 10 s connect wait, well
+  # inside --wait, instead of an interim one after retries.
+  CLIPSWEEP_MAX_ATTEMPTS=1 CLIPSWEEP_DATABASE_URL=$2 "$WORKER" \
+    >"$T_TMP/worker-$name.log" 2>&1 &
   pid=$!
   T_PIDS+=("$pid")
   job "$name" 1 --json
-  is "$(json errors.0.code <"$T_TMP/$name.out")" database_unavailable \
+  is "$JOB_RC $(json status <"$T_TMP/$name.out") $(json errors.0.code <"$T_TMP/$name.out")" \
+    "1 failed database_unavailable" \
     "$name: the task fails with database_unavailable"
+  like "$(grep -m1 '"msg":"started"' "$T_TMP/worker-$name.log")" "$3" \
+    "$name: the started line shows where the database is, without the password"
   kill -TERM "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null
   no_secret "$name: no secret in the worker's log" "$T_TMP/worker-$name.log"
   no_secret "$name: no secret in the result or the CLI's messages" \
     "$T_TMP/$name.out" "$T_TMP/$name.err"
 }
-db_down db_url "postgresql://postgres:$(urlencode "$PG_PW")@127.0.0.1:1/clipsweep"
-db_down db_kv "host=127.0.0.1 port=1 user=postgres password='$PG_PW' dbname=clipsweep"
+db_down db_url "postgresql://postgres:$(urlencode "$PG_PW")@127.0.0.1:1/clipsweep" \
+  '"database":"postgresql://postgres:***@127.0.0.1:1/clipsweep"'
+db_down db_kv "host=127.0.0.1 port=1 user=postgres password='$PG_PW' dbname=clipsweep" \
+  "\"database\":\"host='127.0.0.1' port='1' dbname='clipsweep' user='postgres'\""
 
 # A database URL that libpq cannot parse (a bad %-escape in the password):
 # the error must not quote it.

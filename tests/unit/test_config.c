@@ -165,6 +165,22 @@ test_redact(void)
 	ok(strstr(r, "hunter2") == NULL, "password hidden: %s", r);
 	ok(strstr(r, "db") != NULL, "host kept");
 	free(r);
+
+	r = conninfo_redact("postgres://u:hunter2@db/app");
+	is_str(r, "postgres://u:***@db/app", "conninfo URL redacted as a URL");
+	free(r);
+	r = conninfo_redact("host=db port=5433 password='hun ter2' "
+			    "user=o\\'k dbname=app sslpassword=s3cret");
+	is_str(r, "host='db' port='5433' dbname='app' user='o\\'k'",
+	    "key=value: only where and as whom");
+	free(r);
+	r = conninfo_redact("password=hunter2");
+	is_str(r, "(libpq defaults)", "nothing but a password");
+	free(r);
+	r = conninfo_redact("host=db password='hunter2");
+	is_str(r, "(unparsable connection string)",
+	    "an unterminated quote is not quoted back");
+	free(r);
 }
 
 static void
