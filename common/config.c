@@ -1,5 +1,8 @@
+#include <sys/stat.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -521,6 +524,132 @@ env2(const char *a, const char *b)
 	return v != NULL && *v != '\0' ? v : NULL;
 }
 
+#define SECRET_FILE_MAX 65536
+
+static void
+free_secret(char *s)
+{
+	if (s != NULL)
+		explicit_bzero(s, strlen(s));
+	free(s);
+}
+
+/*
+ * The contents of a secret's file, without one trailing newline.  Errors
+ * name the variable and the file, never what is in it.
+ */
+static char *
+read_secret_file(const char *what, const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	char	   *data;
+	ssize_t	    n;
+	size_t	    len = 0;
+	int	    fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		seterr(err, errlen, "%s: cannot open %s: %s", what, path,
+		    strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd);
+		seterr(err, errlen, "%s: %s is not a regular file", what, path);
+		return NULL;
+	}
+	data = xmalloc(SECRET_FILE_MAX + 1);
+	while (len < SECRET_FILE_MAX &&
+	    (n = read(fd, data + len, SECRET_FILE_MAX - len)) != 0) {
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			seterr(err, errlen, "%s: cannot read %s: %s", what,
+			    path, strerror(errno));
+			goto fail;
+		}
+		len += (size_t)n;
+	}
+	if (len == SECRET_FILE_MAX) {
+		seterr(err, errlen, "%s: %s is larger than %d bytes", what,
+		    path, SECRET_FILE_MAX);
+		goto fail;
+	}
+	close(fd);
+	data[len] = '\0';
+	if (len > 0 && data[len - 1] == '\n')
+		data[--len] = '\0';
+	if (len > 0 && data[len - 1] == '\r')
+		data[--len] = '\0';
+	if (len == 0 || memchr(data, '\0', len) != NULL ||
+	    strpbrk(data, "\r\n") != NULL) {
+		seterr(err, errlen,
+		    "%s: %s must hold one line (the value), "
+		    "not %s",
+		    what, path,
+		    len == 0 ? "nothing" : "several lines or NUL bytes");
+		free_secret(data);
+		return NULL;
+	}
+	return data;
+fail:
+	close(fd);
+	explicit_bzero(data, len);
+	free(data);
+	return NULL;
+}
+
+/*
+ * A setting that may be a secret: NAME itself, the file NAME_FILE names,
+ * or the credential NAME that systemd's LoadCredential= put in
+ * $CREDENTIALS_DIRECTORY, in that order.  *out is NULL when none is set.
+ */
+static int
+env_secret(const char *name, char **out, char *err, size_t errlen)
+{
+	const char *v = env2(name, NULL), *dir;
+	char	    file_var[64], *path;
+
+	*out = NULL;
+	snprintf(file_var, sizeof(file_var), "%s_FILE", name);
+	if (env2(file_var, NULL) != NULL) {
+		if (v != NULL)
+			return seterr(err, errlen, "set %s or %s, not both",
+			    name, file_var);
+		*out = read_secret_file(
+		    file_var, env2(file_var, NULL), err, errlen);
+		return *out != NULL ? 0 : -1;
+	}
+	if (v != NULL) {
+		*out = xstrdup(v);
+		return 0;
+	}
+	if ((dir = env2("CREDENTIALS_DIRECTORY", NULL)) == NULL)
+		return 0;
+	path = xasprintf("%s/%s", dir, name);
+	if (access(path, F_OK) == 0)
+		*out = read_secret_file(name, path, err, errlen);
+	else if (errno != ENOENT)
+		seterr(err, errlen, "%s: cannot look for %s: %s", name, path,
+		    strerror(errno));
+	else {
+		free(path);
+		return 0;
+	}
+	free(path);
+	return *out != NULL ? 0 : -1;
+}
+
+/* The first of two names that is set in any of env_secret()'s ways. */
+static int
+env_secret2(const char *a, const char *b, char **out, char *err, size_t errlen)
+{
+	if (env_secret(a, out, err, errlen) != 0)
+		return -1;
+	if (*out == NULL && b != NULL)
+		return env_secret(b, out, err, errlen);
+	return 0;
+}
+
 static char *
 default_worker_id(void)
 {
@@ -560,23 +689,23 @@ static int
 config_storage(struct config *c, char *err, size_t errlen)
 {
 	const char *url = env2("CLOUDCUBE_URL", NULL);
-	const char *id = env2("CLOUDCUBE_ACCESS_KEY_ID", NULL);
-	const char *secret = env2("CLOUDCUBE_SECRET_ACCESS_KEY", NULL);
-	const char *token = env2("CLOUDCUBE_SESSION_TOKEN", NULL);
 
 	if (url == NULL)
 		return seterr(err, errlen, "CLOUDCUBE_URL is not set");
-	if (id == NULL || secret == NULL)
+	if (env_secret("CLOUDCUBE_ACCESS_KEY_ID", &c->access_key_id, err,
+		errlen) != 0 ||
+	    env_secret("CLOUDCUBE_SECRET_ACCESS_KEY", &c->secret_access_key,
+		err, errlen) != 0 ||
+	    env_secret(
+		"CLOUDCUBE_SESSION_TOKEN", &c->session_token, err, errlen) != 0)
+		return -1;
+	if (c->access_key_id == NULL || c->secret_access_key == NULL)
 		return seterr(err, errlen,
 		    "CLOUDCUBE_ACCESS_KEY_ID and "
-		    "CLOUDCUBE_SECRET_ACCESS_KEY must both be set");
-	if (storage_url_parse(url, env2("CLIPSWEEP_S3_REGION", NULL),
-		&c->storage, err, errlen) != 0)
-		return -1;
-	c->access_key_id = xstrdup(id);
-	c->secret_access_key = xstrdup(secret);
-	c->session_token = token ? xstrdup(token) : NULL;
-	return 0;
+		    "CLOUDCUBE_SECRET_ACCESS_KEY must both be set "
+		    "(or their _FILE variants, or credentials)");
+	return storage_url_parse(
+	    url, env2("CLIPSWEEP_S3_REGION", NULL), &c->storage, err, errlen);
 }
 
 /* An integer setting from the environment, with its default and bounds. */
@@ -606,24 +735,33 @@ int
 config_load(struct config *c, int need, char *err, size_t errlen)
 {
 	const char *v;
+	char	   *s;
 
 	memset(c, 0, sizeof(*c));
 	if (need & CONFIG_NEED_REDIS) {
-		v = env2("CLIPSWEEP_REDIS_URL", "REDIS_URL");
-		if (redis_url_parse(v ? v : "redis://127.0.0.1:6379/0",
-			&c->redis, err, errlen) != 0)
+		int rc;
+
+		if (env_secret2("CLIPSWEEP_REDIS_URL", "REDIS_URL", &s, err,
+			errlen) != 0)
+			goto fail;
+		rc = redis_url_parse(
+		    s ? s : "redis://127.0.0.1:6379/0", &c->redis, err, errlen);
+		free_secret(s);
+		if (rc != 0)
 			goto fail;
 	}
 	if (need & CONFIG_NEED_DATABASE) {
-		v = env2("CLIPSWEEP_DATABASE_URL", "DATABASE_URL");
-		if (v == NULL) {
+		if (env_secret2("CLIPSWEEP_DATABASE_URL", "DATABASE_URL", &s,
+			err, errlen) != 0)
+			goto fail;
+		if (s == NULL) {
 			seterr(err, errlen,
 			    "CLIPSWEEP_DATABASE_URL or "
 			    "DATABASE_URL must be set");
 			goto fail;
 		}
-		c->database_url = xstrdup(v);
-		c->database_redacted = conninfo_redact(v);
+		c->database_url = s;
+		c->database_redacted = conninfo_redact(s);
 		if (config_tables(c, err, errlen) != 0)
 			goto fail;
 	}
@@ -674,14 +812,6 @@ config_load(struct config *c, int need, char *err, size_t errlen)
 fail:
 	config_free(c);
 	return -1;
-}
-
-static void
-free_secret(char *s)
-{
-	if (s != NULL)
-		explicit_bzero(s, strlen(s));
-	free(s);
 }
 
 void

@@ -14,6 +14,7 @@
 #include "http.h"
 #include "job_loader.h"
 #include "log.h"
+#include "notify.h"
 #include "queue.h"
 #include "redis.h"
 #include "s3.h"
@@ -27,6 +28,7 @@
 #define LAG_WARN_MS	  100
 #define PUBLISH_RETRY_MS  1000
 #define MOVER_INTERVAL_MS 250
+#define NOTIFY_STATUS_MS  1000
 
 TAILQ_HEAD(task_run_list, task_run);
 
@@ -89,6 +91,11 @@ struct worker {
 	int64_t	      done_count;
 	int	      cursors_free;
 	struct cursor_wait_list cursor_waits;
+	struct notify	       *notify; /* the service manager, if any */
+	struct event	       *notify_ev;
+	int64_t			watchdog_us;
+	int			redis_up;
+	char			status[192]; /* the last STATUS= sent */
 };
 
 static void	   claim_next(struct worker *);
@@ -253,6 +260,57 @@ maybe_exit(struct worker *w)
 	exit_now(w, 0);
 }
 
+/*
+ * What the service manager shows as the unit's status (systemctl status):
+ * what the worker is waiting for, or how busy it is.
+ */
+static void
+status_text(const struct worker *w, char *buf, size_t len)
+{
+	if (w->stopping)
+		snprintf(buf, len, "stopping: %d task%s in flight", w->inflight,
+		    w->inflight == 1 ? "" : "s");
+	else if (!w->redis_up)
+		snprintf(
+		    buf, len, "waiting for Redis (%s)", w->cfg->redis.redacted);
+	else if (!w->started)
+		snprintf(buf, len, "waiting for the worker id %s",
+		    w->cfg->worker_id);
+	else
+		snprintf(buf, len, "%d of %d slots busy, %lld task%s done",
+		    w->inflight, w->opt.concurrency, (long long)w->done_count,
+		    w->done_count == 1 ? "" : "s");
+}
+
+/* STATUS= when it changed, with anything else to say (READY=1, ...). */
+static void
+notify_status(struct worker *w, const char *also)
+{
+	char status[sizeof(w->status)], msg[sizeof(w->status) + 64];
+
+	if (w->notify == NULL)
+		return;
+	status_text(w, status, sizeof(status));
+	if (strcmp(status, w->status) == 0 && also == NULL)
+		return;
+	snprintf(msg, sizeof(msg), "%s%sSTATUS=%s", also ? also : "",
+	    also ? "\n" : "", status);
+	if (notify_send(w->notify, msg) == 0)
+		memcpy(w->status, status, sizeof(status));
+}
+
+/*
+ * Every second, or twice per watchdog interval: the status, and
+ * WATCHDOG=1, which only a turning loop sends.
+ */
+static void
+notify_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	notify_status(w, w->watchdog_us > 0 ? "WATCHDOG=1" : NULL);
+}
+
 void
 worker_stop(struct worker *w, const char *why)
 {
@@ -267,6 +325,7 @@ worker_stop(struct worker *w, const char *why)
 	w->stopping = 1;
 	logkv(LOG_INFO, "stopping: no new claims, finishing tasks in flight",
 	    "reason", why, (char *)NULL);
+	notify_status(w, "STOPPING=1");
 	if (w->opt.drain_timeout_ms > 0) {
 		struct timeval tv = {w->opt.drain_timeout_ms / 1000,
 		    (w->opt.drain_timeout_ms % 1000) * 1000};
@@ -1063,7 +1122,11 @@ own_leftovers_returned(
 		    "list", w->keys.processing, "returned", nb, "dead_lettered",
 		    nd, (char *)NULL);
 	}
-	w->started = 1;
+	if (!w->started) {
+		w->started = 1;
+		/* Serving: Redis answers and the worker id is ours. */
+		notify_status(w, "READY=1");
+	}
 	w->recovered = 1;
 	claim_next(w);
 	maybe_exit(w);
@@ -1186,6 +1249,8 @@ redis_state(struct redis *r, int up, void *arg)
 
 	if (w->teardown)
 		return;
+	if (r == w->cmd)
+		w->redis_up = up;
 	if (up && r == w->cmd)
 		lease_renew(-1, 0, w);
 	if (up)
@@ -1275,6 +1340,17 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->mover_ev = event_new(base, -1, EV_PERSIST, move_due, w);
 	evtimer_add(w->mover_ev, &mover_tv);
 	evtimer_add(w->lock_ev, &tv);
+	if ((w->notify = notify_open()) != NULL) {
+		int64_t period = NOTIFY_STATUS_MS * 1000;
+
+		w->watchdog_us = notify_watchdog_usec();
+		if (w->watchdog_us > 0 && w->watchdog_us / 2 < period)
+			period = w->watchdog_us / 2;
+		tv.tv_sec = period / 1000000;
+		tv.tv_usec = period % 1000000;
+		w->notify_ev = event_new(base, -1, EV_PERSIST, notify_tick, w);
+		evtimer_add(w->notify_ev, &tv);
+	}
 
 	w->cmd = redis_new(base, dns, &cfg->redis, "commands");
 	w->claim = redis_new(base, dns, &cfg->redis, "claims");
@@ -1368,5 +1444,8 @@ worker_free(struct worker *w)
 	event_free(w->lock_ev);
 	event_free(w->reap_ev);
 	event_free(w->lag_ev);
+	if (w->notify_ev != NULL)
+		event_free(w->notify_ev);
+	notify_close(w->notify);
 	free(w);
 }

@@ -19,7 +19,7 @@ CLIPSWEEP_APT_PACKAGES=(
   libevent-dev libhiredis-dev libssl-dev libcjson-dev libcurl4-openssl-dev
   libpq-dev libexpat1-dev
   redis-server redis-tools postgresql postgresql-client
-  awscli openssl curl rclone
+  awscli openssl curl rclone systemd
 )
 
 _deps_root() {

@@ -304,6 +304,31 @@ kill -TERM "$pid" 2>/dev/null
 wait "$pid" 2>/dev/null
 no_secret "no secret in that worker's log" "$T_TMP/worker-conn.log"
 
+# --- Secrets from files: the Redis URL (with its password) as a systemd
+# credential, the database URL and the S3 secret key through _FILE
+# variables; none of them in the environment.
+CRED=$T_TMP/credentials
+mkdir -p "$CRED"
+printf '%s\n' "$CLIPSWEEP_REDIS_URL" >"$CRED/CLIPSWEEP_REDIS_URL"
+printf '%s\n' "$PG_URL" >"$T_TMP/db.secret"
+printf '%s\n' "$S3_SECRET" >"$T_TMP/s3.secret"
+chmod 600 "$CRED/CLIPSWEEP_REDIS_URL" "$T_TMP/db.secret" "$T_TMP/s3.secret"
+tcli LPUSH "$NS:queue:jobs" '{"type":"job_cleanup","id":"from-files-1","job_id":"2","dry_run":true}' >/dev/null
+env -u CLIPSWEEP_REDIS_URL -u REDIS_URL -u CLIPSWEEP_DATABASE_URL -u DATABASE_URL \
+  -u CLOUDCUBE_SECRET_ACCESS_KEY CREDENTIALS_DIRECTORY="$CRED" \
+  CLIPSWEEP_DATABASE_URL_FILE="$T_TMP/db.secret" \
+  CLOUDCUBE_SECRET_ACCESS_KEY_FILE="$T_TMP/s3.secret" \
+  timeout 60 "$WORKER" --drain >"$T_TMP/worker-files.log" 2>&1
+is "$?" 0 "a worker with every secret in a file drains the queue"
+is "$(tcli GET "$NS:result:from-files-1" | json status)" ok \
+  "its task ran: Redis (the password from a credential), PostgreSQL and S3"
+no_secret "no secret in that worker's log" "$T_TMP/worker-files.log"
+env -u CLOUDCUBE_SECRET_ACCESS_KEY CLOUDCUBE_SECRET_ACCESS_KEY_FILE="$T_TMP/nothing-here" \
+  "$WORKER" --drain >"$T_TMP/worker-files2.log" 2>&1
+is "$?" 78 "a missing secret file is a configuration error"
+like "$(cat "$T_TMP/worker-files2.log")" "CLOUDCUBE_SECRET_ACCESS_KEY_FILE: cannot open $T_TMP/nothing-here" \
+  "naming the variable and the file"
+
 # --- Everything the worker wrote to Redis.
 # dump_redis FILE: every key under the namespace with its value(s).
 dump_redis() {

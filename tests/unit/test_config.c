@@ -1,5 +1,7 @@
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "tap.h"
@@ -243,6 +245,118 @@ test_config_env(void)
 	config_free(&c);
 }
 
+static char secret_dir[] = "/tmp/clipsweep-test-secrets.XXXXXX";
+
+/* A file in secret_dir with the given contents; returns its path. */
+static const char *
+secret_file(const char *name, const char *contents, size_t len)
+{
+	static char path[256];
+	FILE	   *f;
+
+	snprintf(path, sizeof(path), "%s/%s", secret_dir, name);
+	f = fopen(path, "w");
+	if (f == NULL || fwrite(contents, 1, len, f) != len || fclose(f) != 0) {
+		printf("Bail out! cannot write %s\n", path);
+		exit(1);
+	}
+	return path;
+}
+
+static void
+test_secret_files(void)
+{
+	struct config c;
+	char	      err[512];
+
+	if (mkdtemp(secret_dir) == NULL) {
+		printf("Bail out! cannot make %s\n", secret_dir);
+		exit(1);
+	}
+	setenv("CLOUDCUBE_URL", "https://cloud-cube.s3.amazonaws.com/c1", 1);
+	setenv("CLOUDCUBE_ACCESS_KEY_ID", "AKID", 1);
+	unsetenv("CLOUDCUBE_SECRET_ACCESS_KEY");
+	setenv("CLOUDCUBE_SECRET_ACCESS_KEY_FILE",
+	    secret_file("s3", "from-a-file\n", 12), 1);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) == 0,
+	    "_FILE: loaded (%s)", err);
+	is_str(c.secret_access_key, "from-a-file",
+	    "_FILE: the file's one line, without its newline");
+	config_free(&c);
+
+	secret_file("s3", "crlf\r\n", 6);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) == 0 &&
+		strcmp(c.secret_access_key, "crlf") == 0,
+	    "_FILE: a CRLF line end is dropped too");
+	config_free(&c);
+
+	secret_file("s3", "two\nlines\n", 10);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) != 0 &&
+		strstr(err, "CLOUDCUBE_SECRET_ACCESS_KEY_FILE") != NULL &&
+		strstr(err, "one line") != NULL && strstr(err, "two") == NULL,
+	    "_FILE: two lines refused, naming the variable, not the value: %s",
+	    err);
+	secret_file("s3", "", 0);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) != 0 &&
+		strstr(err, "not nothing") != NULL,
+	    "_FILE: an empty file refused: %s", err);
+	setenv("CLOUDCUBE_SECRET_ACCESS_KEY_FILE", "/nonexistent/s3", 1);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) != 0 &&
+		strstr(err, "cannot open /nonexistent/s3") != NULL,
+	    "_FILE: a missing file refused: %s", err);
+	setenv("CLOUDCUBE_SECRET_ACCESS_KEY_FILE", secret_dir, 1);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) != 0 &&
+		strstr(err, "not a regular file") != NULL,
+	    "_FILE: a directory refused: %s", err);
+	setenv(
+	    "CLOUDCUBE_SECRET_ACCESS_KEY_FILE", secret_file("s3", "x\n", 2), 1);
+	setenv("CLOUDCUBE_SECRET_ACCESS_KEY", "also-set", 1);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) != 0 &&
+		strstr(err, "not both") != NULL,
+	    "NAME and NAME_FILE both set: refused: %s", err);
+	unsetenv("CLOUDCUBE_SECRET_ACCESS_KEY");
+	unsetenv("CLOUDCUBE_SECRET_ACCESS_KEY_FILE");
+
+	/* systemd's LoadCredential=: a file named after the variable. */
+	setenv("CREDENTIALS_DIRECTORY", secret_dir, 1);
+	secret_file("CLOUDCUBE_SECRET_ACCESS_KEY", "credential\n", 11);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) == 0 &&
+		strcmp(c.secret_access_key, "credential") == 0,
+	    "a credential in $CREDENTIALS_DIRECTORY (%s)", err);
+	config_free(&c);
+	setenv("CLOUDCUBE_SECRET_ACCESS_KEY", "env-wins", 1);
+	ok(config_load(&c, CONFIG_NEED_STORAGE, err, sizeof(err)) == 0 &&
+		strcmp(c.secret_access_key, "env-wins") == 0,
+	    "the variable itself comes before a credential");
+	config_free(&c);
+	unsetenv("CLOUDCUBE_SECRET_ACCESS_KEY");
+
+	unsetenv("CLIPSWEEP_REDIS_URL");
+	setenv("REDIS_URL", "redis://plain:1/0", 1);
+	secret_file("CLIPSWEEP_REDIS_URL", "redis://:pw@cred:2/0", 20);
+	ok(config_load(&c, CONFIG_NEED_REDIS, err, sizeof(err)) == 0 &&
+		strcmp(c.redis.host, "cred") == 0,
+	    "CLIPSWEEP_REDIS_URL as a credential comes before REDIS_URL");
+	config_free(&c);
+	unsetenv("CREDENTIALS_DIRECTORY");
+	unsetenv("REDIS_URL");
+	setenv("DATABASE_URL_FILE",
+	    secret_file("db", "postgresql://u:hunter2@db/app\n", 30), 1);
+	unsetenv("CLIPSWEEP_DATABASE_URL");
+	unsetenv("DATABASE_URL");
+	ok(config_load(&c, CONFIG_NEED_DATABASE, err, sizeof(err)) == 0 &&
+		strcmp(c.database_url, "postgresql://u:hunter2@db/app") == 0 &&
+		strstr(c.database_redacted, "hunter2") == NULL,
+	    "DATABASE_URL_FILE, redacted for the log: %s", c.database_redacted);
+	config_free(&c);
+	unsetenv("DATABASE_URL_FILE");
+	unlink(secret_file("s3", "", 0));
+	unlink(secret_file("db", "", 0));
+	unlink(secret_file("CLOUDCUBE_SECRET_ACCESS_KEY", "", 0));
+	unlink(secret_file("CLIPSWEEP_REDIS_URL", "", 0));
+	ok(rmdir(secret_dir) == 0, "secret files cleaned up");
+}
+
 int
 main(void)
 {
@@ -252,5 +366,6 @@ main(void)
 	test_relations();
 	test_redact();
 	test_config_env();
+	test_secret_files();
 	return tap_done();
 }
