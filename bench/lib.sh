@@ -14,3 +14,5 @@ command -v /usr/bin/time >/dev/null || {
 }
 [ -f build/build.ninja ] || meson setup build >/dev/null
 ninja -C build >/dev/null
+# Benchmarks may run workers side by side: no metrics endpoints.
+export CLIPSWEEP_METRICS_LISTEN=none

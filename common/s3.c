@@ -100,6 +100,8 @@ struct s3_client {
 	int		   retry_quota;
 	int		   busy;   /* inside a callback */
 	int		   doomed; /* s3_client_free() called */
+	s3_observe_cb	  *observe;
+	void		  *observe_arg;
 };
 
 struct s3_list_page {
@@ -169,6 +171,13 @@ s3_client_set_retries(struct s3_client *c, int max_attempts, int base_ms)
 		c->max_attempts = max_attempts;
 	if (base_ms > 0)
 		c->retry_base_ms = base_ms;
+}
+
+void
+s3_client_set_observer(struct s3_client *c, s3_observe_cb *cb, void *arg)
+{
+	c->observe = cb;
+	c->observe_arg = arg;
 }
 
 uint64_t
@@ -863,6 +872,17 @@ s3_op_done(void *arg, const struct http_response *resp)
 		return;
 	}
 	TAILQ_REMOVE(&c->live, op, entry);
+	if (c->observe != NULL && resp->fail != HTTP_FAIL_CANCELLED &&
+	    resp->fail != HTTP_FAIL_ABORTED) {
+		static const char *const names[] = {
+		    [S3_OP_HEAD] = "head",
+		    [S3_OP_PUT] = "put",
+		    [S3_OP_LIST] = "list",
+		    [S3_OP_DELETE] = "delete",
+		};
+		c->observe(c->observe_arg, names[op->kind],
+		    resp->fail == HTTP_FAIL_NONE ? resp->status : 0);
+	}
 	if (s3_should_retry(op, resp)) {
 		s3_schedule_retry(op);
 		return;

@@ -75,6 +75,13 @@ void s3_client_set_rate(struct s3_client *, double per_second);
 #define S3_RETRY_QUOTA	 500
 void s3_client_set_retries(struct s3_client *, int max_attempts, int base_ms);
 /* Retries sent, and the quota left, for tests and metrics. */
+/*
+ * Told of every response (each send of a retried request too): the
+ * operation ("head", "put", "list", "delete") and the HTTP status, 0 when
+ * no response came (a timeout, a broken connection).
+ */
+typedef void s3_observe_cb(void *arg, const char *op, int status);
+void	 s3_client_set_observer(struct s3_client *, s3_observe_cb *, void *arg);
 uint64_t s3_client_retries(const struct s3_client *);
 int	 s3_client_retry_quota(const struct s3_client *);
 /* Requests allowed in flight now (halved by 503s, regrown by successes). */

@@ -23,6 +23,7 @@
 #define DEFAULT_CONCURRENCY	16
 #define DEFAULT_DRAIN_TIMEOUT_S 20
 #define MAX_CONCURRENCY		1024
+#define DEFAULT_METRICS_LISTEN	"127.0.0.1:9540"
 
 static void
 usage(FILE *f)
@@ -30,7 +31,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: clipsweep-worker [--concurrency N] [--queues LIST] "
 	    "[--drain]\n"
-	    "                        [--drain-timeout SECONDS]\n"
+	    "                        [--drain-timeout SECONDS] "
+	    "[--metrics-listen ADDR:PORT]\n"
 	    "\n"
 	    "Claims cleanup tasks from Redis and deletes what they allow "
 	    "from Cloudcube (S3).\n"
@@ -44,6 +46,10 @@ usage(FILE *f)
 	    "seconds, then\n"
 	    "                       return them to their queues and exit "
 	    "(default %d; 0 waits)\n"
+	    "      --metrics-listen ADDR:PORT  serve /metrics, /livez and "
+	    "/readyz there\n"
+	    "                       (default $CLIPSWEEP_METRICS_LISTEN, else "
+	    "%s; none: off)\n"
 	    "  -h, --help           show this help\n"
 	    "  -V, --version        show the version\n"
 	    "\n"
@@ -51,8 +57,10 @@ usage(FILE *f)
 	    "(or REDIS_URL),\n"
 	    "CLIPSWEEP_DATABASE_URL (or DATABASE_URL), CLOUDCUBE_URL, "
 	    "CLOUDCUBE_ACCESS_KEY_ID,\n"
-	    "CLOUDCUBE_SECRET_ACCESS_KEY; see README.md.\n",
-	    MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_TIMEOUT_S);
+	    "CLOUDCUBE_SECRET_ACCESS_KEY (each secret also as NAME_FILE or a "
+	    "credential);\nsee README.md.\n",
+	    MAX_CONCURRENCY, DEFAULT_CONCURRENCY, DEFAULT_DRAIN_TIMEOUT_S,
+	    DEFAULT_METRICS_LISTEN);
 }
 
 static int
@@ -102,6 +110,7 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 	    {"queues", required_argument, NULL, 'q'},
 	    {"drain", no_argument, NULL, 'D'},
 	    {"drain-timeout", required_argument, NULL, 'T'},
+	    {"metrics-listen", required_argument, NULL, 'M'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {NULL, 0, NULL, 0},
@@ -112,6 +121,9 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 
 	opt->concurrency = DEFAULT_CONCURRENCY;
 	opt->drain_timeout_ms = DEFAULT_DRAIN_TIMEOUT_S * 1000;
+	opt->metrics_listen = getenv("CLIPSWEEP_METRICS_LISTEN");
+	if (opt->metrics_listen == NULL || *opt->metrics_listen == '\0')
+		opt->metrics_listen = DEFAULT_METRICS_LISTEN;
 	while ((ch = getopt_long(argc, argv, "c:q:hV", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 'c':
@@ -147,6 +159,9 @@ parse_options(int argc, char **argv, struct worker_options *opt)
 			}
 			opt->drain_timeout_ms = (int)v * 1000;
 			break;
+		case 'M':
+			opt->metrics_listen = optarg;
+			break;
 		case 'h':
 			usage(stdout);
 			exit(0);
@@ -175,7 +190,8 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 }
 
 static void
-log_started(const struct config *cfg, const struct worker_options *opt)
+log_started(const struct config *cfg, const struct worker_options *opt,
+    const struct worker *w)
 {
 	char   conc[16], queues[256] = "";
 	size_t i;
@@ -193,7 +209,7 @@ log_started(const struct config *cfg, const struct worker_options *opt)
 	    opt->drain ? "true" : "false", "redis", cfg->redis.redacted,
 	    "database", cfg->database_redacted, "storage",
 	    cfg->storage.redacted, "region", cfg->storage.region, "namespace",
-	    cfg->namespace, (char *)NULL);
+	    cfg->namespace, "metrics", worker_metrics_address(w), (char *)NULL);
 }
 
 int
@@ -235,7 +251,7 @@ main(int argc, char **argv)
 	sigint = evsignal_new(base, SIGINT, on_signal, w);
 	evsignal_add(sigterm, NULL);
 	evsignal_add(sigint, NULL);
-	log_started(&cfg, &opt);
+	log_started(&cfg, &opt, w);
 	worker_start(w);
 	event_base_dispatch(base);
 

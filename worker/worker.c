@@ -14,6 +14,7 @@
 #include "http.h"
 #include "job_loader.h"
 #include "log.h"
+#include "metrics.h"
 #include "notify.h"
 #include "queue.h"
 #include "redis.h"
@@ -91,6 +92,8 @@ struct worker {
 	int64_t	      done_count;
 	int	      cursors_free;
 	struct cursor_wait_list cursor_waits;
+	struct metrics	       *metrics; /* NULL: --metrics-listen none */
+	const char	      **qnames;
 	struct notify	       *notify; /* the service manager, if any */
 	struct event	       *notify_ev;
 	int64_t			watchdog_us;
@@ -102,6 +105,12 @@ static void	   claim_next(struct worker *);
 static const char *run_queue(const struct task_run *);
 static void	   recover(struct worker *);
 static void	   run_publish(struct task_run *);
+
+const char *
+worker_metrics_address(const struct worker *w)
+{
+	return metrics_address(w->metrics);
+}
 
 struct event_base *
 worker_base(struct worker *w)
@@ -753,6 +762,27 @@ run_retry_or_give_up(struct task_run *tr, const char *status, int64_t now)
 	return 1;
 }
 
+/* What a result adds to the counters, read before result_text() takes it. */
+static void
+run_metrics(const struct task_run *tr, const char *status, int64_t end)
+{
+	struct metrics *m = tr->w->metrics;
+	const cJSON    *n, *b;
+
+	if (m == NULL)
+		return;
+	metrics_task(m, tr->task.type_name, status,
+	    (double)(mono_us() - tr->started_us) / 1e6);
+	if (tr->task.dry_run || tr->result == NULL)
+		return;
+	n = cJSON_GetObjectItemCaseSensitive(tr->result, "deleted_count");
+	b = cJSON_GetObjectItemCaseSensitive(tr->result, "deleted_size_bytes");
+	metrics_deleted(m, cJSON_IsNumber(n) ? (long long)n->valuedouble : 0,
+	    cJSON_IsNumber(b) ? (long long)b->valuedouble : 0);
+	if (tr->task.type == TASK_RETENTION_SWEEP && strcmp(status, "ok") == 0)
+		metrics_sweep_ok(m, end);
+}
+
 void
 task_run_finish(struct task_run *tr, const char *status)
 {
@@ -770,6 +800,7 @@ task_run_finish(struct task_run *tr, const char *status)
 	}
 	if (run_retry_or_give_up(tr, status, end))
 		status = "retrying";
+	run_metrics(tr, status, end);
 	tr->final = result_text(tr, status, end);
 	snprintf(dur, sizeof(dur), "%lld",
 	    (long long)((mono_us() - tr->started_us) / 1000));
@@ -825,6 +856,8 @@ task_run_acked(struct task_run *tr, const char *status)
 		return;
 	logkv(LOG_INFO, "task finished", "task_id", tr->task.id, "type",
 	    tr->task.type_name, "status", status, (char *)NULL);
+	metrics_task(tr->w->metrics, tr->task.type_name, status,
+	    (double)(mono_us() - tr->started_us) / 1e6);
 	run_published(tr, QUEUE_DONE);
 }
 
@@ -854,6 +887,7 @@ run_dead_letter(struct task_run *tr, const struct task_error *err)
 	tr->dead = cJSON_PrintUnformatted(d);
 	cJSON_Delete(d);
 
+	metrics_task(tr->w->metrics, NULL, "dead_letter", 0.0);
 	logkv(LOG_WARN, "message dead-lettered", "task_id",
 	    err->id[0] ? err->id : NULL, "code", err->code, "error",
 	    err->message, (char *)NULL);
@@ -1318,6 +1352,14 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	w->dns = dns;
 	w->cfg = cfg;
 	w->opt = *opt;
+	if (opt->metrics_listen != NULL &&
+	    strcmp(opt->metrics_listen, "none") != 0) {
+		char err[256];
+
+		if ((w->metrics = metrics_new(
+			 base, opt->metrics_listen, err, sizeof(err))) == NULL)
+			fatal_code(EX_CONFIG, "configuration: %s", err);
+	}
 	TAILQ_INIT(&w->runs);
 	queue_keys_init(&w->keys, cfg->namespace, cfg->worker_id);
 	w->qkeys = xcalloc(opt->nqueues, sizeof(*w->qkeys));
@@ -1395,6 +1437,24 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	/* Job lookups likewise share queries, up to 50 jobs each. */
 	w->jobs = job_loader_new(base, w->db, cfg->jobs_table, cfg->clips_table,
 	    opt->concurrency > 1 ? 1 : 0, 50);
+	if (w->metrics != NULL) {
+		struct metrics_sources src = {0};
+
+		w->qnames = xcalloc(opt->nqueues, sizeof(*w->qnames));
+		for (i = 0; i < opt->nqueues; i++)
+			w->qnames[i] = opt->queues[i];
+		src.redis = w->cmd;
+		src.db = w->db;
+		src.s3 = w->s3;
+		src.queue_names = w->qnames;
+		src.queue_keys = (const char *const *)w->qkeys;
+		src.nqueues = opt->nqueues;
+		src.dead_key = w->keys.dead;
+		src.scheduled_key = w->keys.scheduled;
+		src.inflight = &w->inflight;
+		src.stopping = &w->stopping;
+		metrics_set_sources(w->metrics, &src);
+	}
 	return w;
 }
 
@@ -1444,6 +1504,8 @@ worker_free(struct worker *w)
 	event_free(w->lock_ev);
 	event_free(w->reap_ev);
 	event_free(w->lag_ev);
+	metrics_free(w->metrics); /* after the clients: their callbacks */
+	free(w->qnames);
 	if (w->notify_ev != NULL)
 		event_free(w->notify_ev);
 	notify_close(w->notify);

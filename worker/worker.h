@@ -26,6 +26,7 @@ struct worker_options {
 	size_t nqueues;
 	int    drain;
 	int    drain_timeout_ms; /* after SIGTERM, then requeue */
+	const char *metrics_listen; /* HOST:PORT, or "none" */
 };
 
 struct task_run;
@@ -83,6 +84,8 @@ struct job_loader	*worker_jobs(struct worker *);
 const struct config	*worker_config(struct worker *);
 struct redis		*worker_redis(struct worker *);
 const struct queue_keys *worker_keys(struct worker *);
+/* Where /metrics is served, or "none". */
+const char *worker_metrics_address(const struct worker *);
 /*
  * A sweep pass holds a database cursor (a pool connection) throughout:
  * cb runs once one is free, now or later; done gives it back, cancel

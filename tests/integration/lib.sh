@@ -16,6 +16,8 @@ CLI=$BIN/producer/clipsweep
 AWS=/usr/bin/aws
 T_TMP=$(mktemp -d "/tmp/clipsweep-$T_NAME.XXXXXX")
 T_PIDS=()
+# Workers run side by side: no metrics endpoint unless a test asks for one.
+export CLIPSWEEP_METRICS_LISTEN=${CLIPSWEEP_METRICS_LISTEN:-none}
 
 # shellcheck source=tests/tap.sh
 . "$T_ROOT/tests/tap.sh"
