@@ -403,3 +403,76 @@ client_enqueue(struct client *c, const struct client_task *t)
 	cJSON_Delete(e.last);
 	return c->exit_code;
 }
+
+/* Synchronous calls, for the operator commands. */
+
+struct call {
+	cJSON *out;
+	int    done;
+	int    failed;
+	char   why[256];
+};
+
+static cJSON *
+reply_json(const struct redis_reply *r)
+{
+	cJSON *a;
+	size_t i, len;
+
+	switch (redis_reply_type(r)) {
+	case REDIS_R_STRING:
+	case REDIS_R_STATUS: {
+		const char *s = redis_reply_str(r, &len);
+		return cJSON_CreateString(s != NULL ? s : "");
+	}
+	case REDIS_R_INTEGER:
+		return cJSON_CreateNumber((double)redis_reply_int(r));
+	case REDIS_R_ARRAY:
+		a = cJSON_CreateArray();
+		for (i = 0; i < redis_reply_len(r); i++)
+			cJSON_AddItemToArray(
+			    a, reply_json(redis_reply_elem(r, i)));
+		return a;
+	default:
+		return cJSON_CreateNull();
+	}
+}
+
+static void
+call_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct call *k = arg;
+
+	k->done = 1;
+	if (reply == NULL) {
+		k->failed = 1;
+		snprintf(k->why, sizeof(k->why), "%s", redis_last_error(r));
+	} else if (redis_reply_type(reply) == REDIS_R_ERROR) {
+		k->failed = 1;
+		snprintf(
+		    k->why, sizeof(k->why), "%s", redis_reply_str(reply, NULL));
+	} else
+		k->out = reply_json(reply);
+}
+
+cJSON *
+client_call(struct client *c, int argc, const char **argv)
+{
+	struct call k = {0};
+
+	if (redis_cmd_argv(c->cmd, call_reply, &k, argc, argv, NULL) != 0) {
+		k.failed = 1;
+		snprintf(k.why, sizeof(k.why), "the connection is closing");
+	}
+	while (!k.done && !k.failed)
+		if (event_base_loop(c->base, EVLOOP_ONCE) != 0)
+			break;
+	if (k.failed || !k.done) {
+		fprintf(stderr, "clipsweep: Redis %s failed: %s\n", argv[0],
+		    k.failed ? k.why : "no answer");
+		c->exit_code = EX_UNAVAILABLE;
+		cJSON_Delete(k.out);
+		return NULL;
+	}
+	return k.out;
+}

@@ -40,6 +40,9 @@ struct cmd_entry {
 extern const struct cmd_entry cmd_job_entry;
 extern const struct cmd_entry cmd_sweep_entry;
 extern const struct cmd_entry cmd_watch_entry;
+extern const struct cmd_entry cmd_stats_entry;
+extern const struct cmd_entry cmd_result_entry;
+extern const struct cmd_entry cmd_dead_entry;
 
 /* Run the loop until a subcommand calls client_exit(). */
 int  client_connect(struct client *) MUST_CHECK;
@@ -76,6 +79,14 @@ int client_enqueue(struct client *, const struct client_task *);
  * CLIENT_WAIT_MAX_S.  Returns -1 for anything else.
  */
 int client_parse_wait(const char *arg, int def, int *out) MUST_CHECK;
+
+/*
+ * One command, waited for (the operator commands are sequential): the
+ * reply as JSON (strings, numbers, null, arrays), owned by the caller.
+ * NULL when Redis failed or answered an error: the message is printed and
+ * c->exit_code is EX_UNAVAILABLE.  argv is NUL-terminated strings.
+ */
+struct cJSON *client_call(struct client *, int argc, const char **argv);
 
 /* One summary per result for people; compact JSON with --json. */
 void client_print_result(struct client *, const struct cJSON *);

@@ -20,6 +20,9 @@ static const struct cmd_entry *cmd_table[] = {
     &cmd_job_entry,
     &cmd_sweep_entry,
     &cmd_watch_entry,
+    &cmd_stats_entry,
+    &cmd_result_entry,
+    &cmd_dead_entry,
 };
 
 static void
