@@ -22,6 +22,7 @@ queue_keys_init(struct queue_keys *k, const char *ns, const char *worker_id)
 	k->leases = xasprintf("%s:leases", ns);
 	k->lock = xasprintf("%s:worker:%s", ns, worker_id);
 	k->stats = xasprintf("%s:stats", ns);
+	k->paused = xasprintf("%s:paused", ns);
 }
 
 void
@@ -38,6 +39,7 @@ queue_keys_free(struct queue_keys *k)
 	free(k->scheduled);
 	free(k->progress);
 	free(k->leases);
+	free(k->paused);
 	free(k->lock);
 	free(k->stats);
 	memset(k, 0, sizeof(*k));

@@ -26,6 +26,7 @@ struct queue_keys {
 	char *leases;	   /* <ns>:leases (sorted set, by expiry) */
 	char *lock;	   /* <ns>:worker:<worker-id> */
 	char *stats;	   /* <ns>:stats (hash of counters) */
+	char *paused;	   /* <ns>:paused (the kill switch) */
 };
 
 #define QUEUE_RESULT_TTL_S    (7 * 24 * 3600)

@@ -45,6 +45,8 @@ struct s3batch {
 	struct s3batch_entries refused;
 	size_t		       requests;
 	size_t		       keys;
+	s3batch_gate_fn	      *gate;
+	void		      *gate_arg;
 };
 
 static void
@@ -116,20 +118,26 @@ req_done(void *arg, const struct s3_delete_result *res, size_t n,
 	free(r);
 }
 
+/* The gate's answer: send r, or (go 0) fail it as cancelled. */
 static void
-flush(struct s3batch *b)
+send_req(void *arg, int go)
 {
-	struct s3batch_req   *r = b->open;
+	struct s3batch_req   *r = arg;
+	struct s3batch	     *b = r->b;
 	struct s3batch_entry *e;
 	const char	    **keys;
 	size_t		      n = 0, i, j;
 	struct s3_error	      err;
 
-	if (r == NULL)
+	if (!go) {
+		memset(&err, 0, sizeof(err));
+		err.transient = 1;
+		strlcpy_(err.code, "cancelled", sizeof(err.code));
+		strlcpy_(err.message, "DeleteObjects: cancelled before sending",
+		    sizeof(err.message));
+		req_done(r, NULL, 0, &err);
 		return;
-	b->open = NULL;
-	evtimer_del(b->flush_ev);
-	event_del(b->soon_ev);
+	}
 	keys = xcalloc(r->nkeys, sizeof(*keys));
 	TAILQ_FOREACH(e, &r->entries, entry)
 	for (i = 0; i < e->n; i++)
@@ -149,6 +157,29 @@ flush(struct s3batch *b)
 		req_done(r, NULL, 0, &err);
 	}
 	free(keys);
+}
+
+static void
+flush(struct s3batch *b)
+{
+	struct s3batch_req *r = b->open;
+
+	if (r == NULL)
+		return;
+	b->open = NULL;
+	evtimer_del(b->flush_ev);
+	event_del(b->soon_ev);
+	if (b->gate != NULL)
+		b->gate(b->gate_arg, send_req, r);
+	else
+		send_req(r, 1);
+}
+
+void
+s3batch_set_gate(struct s3batch *b, s3batch_gate_fn *gate, void *arg)
+{
+	b->gate = gate;
+	b->gate_arg = arg;
 }
 
 static void

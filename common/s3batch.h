@@ -39,6 +39,17 @@ int s3batch_delete(struct s3batch *, const char *const *keys, size_t n,
 void s3batch_hold(struct s3batch *);
 void s3batch_release(struct s3batch *);
 
+/*
+ * A gate every request passes just before it is sent (the worker's kill
+ * switch): gate calls go(req, 1) to send it, now or later, or go(req, 0)
+ * to fail it with code "cancelled".  It must call go exactly once, also
+ * when shutting down: a request inside the gate is not freed by
+ * s3batch_free().
+ */
+typedef void s3batch_gate_fn(
+    void *gate_arg, void (*go)(void *req, int send), void *req);
+void s3batch_set_gate(struct s3batch *, s3batch_gate_fn *, void *gate_arg);
+
 /* Requests sent, and keys in them, for tests and metrics. */
 size_t s3batch_requests(const struct s3batch *);
 size_t s3batch_keys(const struct s3batch *);

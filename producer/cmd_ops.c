@@ -175,6 +175,17 @@ stats_exec(struct client *c, int argc, char **argv)
 		return c->exit_code;
 	out = cJSON_CreateObject();
 	cJSON_AddStringToObject(out, "namespace", c->keys.ns);
+	if ((r = call(c, "GET", c->keys.paused, NULL, NULL)) == NULL)
+		goto fail;
+	if (!cJSON_IsString(r))
+		cJSON_AddNullToObject(out, "paused");
+	else if ((k = cJSON_Parse(r->valuestring)) != NULL && cJSON_IsObject(k))
+		cJSON_AddItemToObject(out, "paused", k);
+	else { /* set by hand: paused all the same */
+		cJSON_Delete(k);
+		cJSON_AddTrueToObject(out, "paused");
+	}
+	cJSON_Delete(r);
 
 	/* Queues: every <ns>:queue:*, with the oldest waiting task. */
 	queues = cJSON_AddObjectToObject(out, "queues");
@@ -310,7 +321,18 @@ stats_exec(struct client *c, int argc, char **argv)
 	else {
 		cJSON *q, *w, *l;
 
+		const cJSON *p = cJSON_GetObjectItemCaseSensitive(
+		    out, "paused");
+
 		printf("namespace         %s\n", c->keys.ns);
+		if (cJSON_IsObject(p))
+			printf("PAUSED            since %s by %s%s%s\n",
+			    field(p, "at", "?"), field(p, "by", "?"),
+			    cJSON_HasObjectItem(p, "reason") ? ": " : "",
+			    field(p, "reason", ""));
+		else if (!cJSON_IsNull(p))
+			printf(
+			    "PAUSED            (%s is set)\n", c->keys.paused);
 		cJSON_ArrayForEach(q, queues) printf(
 		    "queue %-11s %.0f waiting\n", q->string, q->valuedouble);
 		if (oldest > 0)
@@ -674,6 +696,98 @@ dead_exec(struct client *c, int argc, char **argv)
 	cJSON_Delete(letters);
 	return rc;
 }
+
+/* pause, resume */
+
+static int
+pause_exec(struct client *c, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+	    {"reason", required_argument, NULL, 'r'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *reason = NULL, *argv2[3];
+	char	    host[256] = "", ts[40], *text;
+	const char *user = getenv("USER");
+	cJSON	   *o, *r;
+	int	    ch;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (ch == 'r')
+			reason = optarg;
+		else {
+			fprintf(ch == 'h' ? stdout : stderr,
+			    "usage: clipsweep pause %s\n",
+			    cmd_pause_entry.usage);
+			return ch == 'h' ? 0 : EX_USAGE;
+		}
+	}
+	if (optind != argc) {
+		fprintf(stderr, "usage: clipsweep pause %s\n",
+		    cmd_pause_entry.usage);
+		return EX_USAGE;
+	}
+	if (client_connect(c) != 0)
+		return c->exit_code;
+	gethostname(host, sizeof(host) - 1);
+	format_time_ms(now_ms(), ts, sizeof(ts));
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "at", ts);
+	text = xasprintf("%s@%s", user != NULL ? user : "?", host);
+	cJSON_AddStringToObject(o, "by", text);
+	free(text);
+	if (reason != NULL)
+		cJSON_AddStringToObject(o, "reason", reason);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	argv2[0] = "SET";
+	argv2[1] = c->keys.paused;
+	argv2[2] = text;
+	r = client_call(c, 3, argv2);
+	cJSON_free(text);
+	if (r == NULL)
+		return c->exit_code;
+	cJSON_Delete(r);
+	printf("paused: every worker in namespace %s holds its deletes before "
+	       "the next batch\n(tasks in flight wait; `clipsweep resume` "
+	       "lets them go on)\n",
+	    c->keys.ns);
+	return 0;
+}
+
+const struct cmd_entry cmd_pause_entry = {
+    .name = "pause",
+    .usage = "[--reason TEXT]",
+    .exec = pause_exec,
+};
+
+static int
+resume_exec(struct client *c, int argc, char **argv)
+{
+	long long n;
+
+	if (argc != 1) {
+		fprintf(strcmp(argv[1], "--help") == 0 ? stdout : stderr,
+		    "usage: clipsweep resume\n");
+		return strcmp(argv[1], "--help") == 0 ? 0 : EX_USAGE;
+	}
+	if (client_connect(c) != 0)
+		return c->exit_code;
+	if ((n = call_int(c, "DEL", c->keys.paused)) < 0)
+		return c->exit_code;
+	printf(n > 0 ? "resumed: deletes go on (each worker reads the switch "
+		       "again within a second)\n"
+		     : "not paused\n");
+	return 0;
+}
+
+const struct cmd_entry cmd_resume_entry = {
+    .name = "resume",
+    .usage = "",
+    .exec = resume_exec,
+};
 
 const struct cmd_entry cmd_dead_entry = {
     .name = "dead",

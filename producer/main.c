@@ -23,6 +23,8 @@ static const struct cmd_entry *cmd_table[] = {
     &cmd_stats_entry,
     &cmd_result_entry,
     &cmd_dead_entry,
+    &cmd_pause_entry,
+    &cmd_resume_entry,
 };
 
 static void

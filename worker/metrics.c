@@ -328,6 +328,11 @@ render(struct metrics *m, struct evbuffer *b)
 	    "Messages in the dead-letter list.");
 	gauge_value(b, "clipsweep_dead_letters", m->have_src ? m->dead : -1);
 
+	family(b, "clipsweep_paused", "gauge",
+	    "1 while the kill switch (<ns>:paused) holds this worker's "
+	    "deletes, or Redis cannot say whether it is set.");
+	evbuffer_add_printf(b, "clipsweep_paused %d\n",
+	    m->have_src && m->src.paused != NULL ? *m->src.paused : 0);
 	family(b, "clipsweep_inflight_tasks", "gauge",
 	    "Tasks this worker is running.");
 	evbuffer_add_printf(b, "clipsweep_inflight_tasks %d\n",

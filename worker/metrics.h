@@ -29,6 +29,7 @@ struct metrics_sources {
 	const char	  *scheduled_key;
 	const int	  *inflight;
 	const int	  *stopping;
+	const int	  *paused;
 };
 
 /*

@@ -330,8 +330,16 @@ delete_done(void *arg, const struct s3_delete_result *res, size_t n,
 }
 
 static void
-delete_send(struct delete_batch *b)
+delete_go(void *arg, int send)
 {
+	struct delete_batch *b = arg;
+
+	if (!send) {
+		struct s3_error e = {
+		    0, 1, "cancelled", "the worker is shutting down"};
+		delete_done(b, NULL, 0, &e);
+		return;
+	}
 	if (s3_delete_objects(worker_s3(b->s->w), (const char *const *)b->keys,
 		b->n, delete_done, b) != 0) {
 		struct s3_error e = {0, 0, "shutting_down",
@@ -339,6 +347,13 @@ delete_send(struct delete_batch *b)
 		    "is closing"};
 		delete_done(b, NULL, 0, &e);
 	}
+}
+
+/* Past the kill switch first (worker_delete_gate()). */
+static void
+delete_send(struct delete_batch *b)
+{
+	worker_delete_gate(b->s->w, delete_go, b);
 }
 
 static void

@@ -30,6 +30,7 @@
 #define PUBLISH_RETRY_MS  1000
 #define MOVER_INTERVAL_MS 250
 #define NOTIFY_STATUS_MS  1000
+#define PAUSE_POLL_MS	  1000
 
 TAILQ_HEAD(task_run_list, task_run);
 
@@ -40,6 +41,17 @@ struct cursor_wait {
 	void *arg;
 };
 TAILQ_HEAD(cursor_wait_list, cursor_wait);
+
+/* A delete batch at the kill switch. */
+struct gate_wait {
+	TAILQ_ENTRY(gate_wait) entry;
+	struct worker *w;
+	void (*go)(void *, int);
+	void *arg;
+	int   checking; /* a GET is out for it */
+	int   answered; /* go() was called: only the GET's reply is due */
+};
+TAILQ_HEAD(gate_wait_list, gate_wait);
 
 /*
  * The database pool: two connections for short queries (job lookups,
@@ -94,7 +106,10 @@ struct worker {
 	struct cursor_wait_list cursor_waits;
 	struct metrics	       *metrics; /* NULL: --metrics-listen none */
 	const char	      **qnames;
-	struct notify	       *notify; /* the service manager, if any */
+	struct gate_wait_list	gate_waits;
+	struct event	       *pause_ev; /* polls while paused */
+	int			paused;	  /* as last read */
+	struct notify	       *notify;	  /* the service manager, if any */
 	struct event	       *notify_ev;
 	int64_t			watchdog_us;
 	int			redis_up;
@@ -270,6 +285,119 @@ maybe_exit(struct worker *w)
 }
 
 /*
+ * The kill switch.  Each delete batch reads <ns>:paused (one GET, on the
+ * commands connection, so it costs no extra round trip on a busy
+ * pipeline); while the key exists, or Redis cannot say, the batch waits
+ * and is read again every second.  Failing closed: no answer, no delete.
+ */
+static void gate_check(struct gate_wait *);
+
+static void
+gate_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct gate_wait *g = arg;
+	struct worker	 *w = g->w;
+	struct timeval	  tv = {PAUSE_POLL_MS / 1000, 0};
+	int		  paused;
+
+	g->checking = 0;
+	if (g->answered) { /* the worker is shutting down */
+		TAILQ_REMOVE(&w->gate_waits, g, entry);
+		free(g);
+		return;
+	}
+	paused = redis_reply_failed(reply) ||
+	    redis_reply_type(reply) != REDIS_R_NIL;
+	if (paused != w->paused) {
+		w->paused = paused;
+		if (paused && redis_reply_failed(reply))
+			logkv(LOG_WARN,
+			    "cannot read the kill switch; deletes wait", "key",
+			    w->keys.paused, (char *)NULL);
+		else
+			logkv(LOG_WARN,
+			    paused ? "paused by an operator: deletes wait"
+				   : "resumed: deletes go on",
+			    "key", w->keys.paused, (char *)NULL);
+	}
+	if (paused) {
+		if (!evtimer_pending(w->pause_ev, NULL))
+			evtimer_add(w->pause_ev, &tv);
+		return; /* waits, checking 0, for the poll */
+	}
+	TAILQ_REMOVE(&w->gate_waits, g, entry);
+	g->go(g->arg, 1);
+	free(g);
+}
+
+static void
+gate_check(struct gate_wait *g)
+{
+	struct worker *w = g->w;
+
+	if (redis_cmd(w->cmd, gate_reply, g, "GET", w->keys.paused,
+		(char *)NULL) == 0)
+		g->checking = 1;
+	else
+		gate_reply(w->cmd, NULL, g); /* not connected: wait */
+}
+
+static void
+pause_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker	 *w = arg;
+	struct gate_wait *g, *next;
+
+	for (g = TAILQ_FIRST(&w->gate_waits); g != NULL; g = next) {
+		next = TAILQ_NEXT(g, entry);
+		if (!g->checking && !g->answered)
+			gate_check(g);
+	}
+}
+
+void
+worker_delete_gate(struct worker *w, void (*go)(void *, int), void *arg)
+{
+	struct gate_wait *g;
+
+	if (w->teardown) {
+		go(arg, 0);
+		return;
+	}
+	g = xcalloc(1, sizeof(*g));
+	g->w = w;
+	g->go = go;
+	g->arg = arg;
+	TAILQ_INSERT_TAIL(&w->gate_waits, g, entry);
+	gate_check(g);
+}
+
+static void
+s3batch_gate(void *arg, void (*go)(void *, int), void *req)
+{
+	worker_delete_gate(arg, go, req);
+}
+
+/* Shutting down: every batch at the gate is cancelled. */
+static void
+gate_cancel_all(struct worker *w)
+{
+	struct gate_wait *g, *next;
+
+	for (g = TAILQ_FIRST(&w->gate_waits); g != NULL; g = next) {
+		next = TAILQ_NEXT(g, entry);
+		if (g->answered)
+			continue;
+		g->answered = 1;
+		g->go(g->arg, 0);
+		if (!g->checking) {
+			TAILQ_REMOVE(&w->gate_waits, g, entry);
+			free(g);
+		}
+	}
+}
+
+/*
  * What the service manager shows as the unit's status (systemctl status):
  * what the worker is waiting for, or how busy it is.
  */
@@ -285,6 +413,10 @@ status_text(const struct worker *w, char *buf, size_t len)
 	else if (!w->started)
 		snprintf(buf, len, "waiting for the worker id %s",
 		    w->cfg->worker_id);
+	else if (w->paused)
+		snprintf(buf, len,
+		    "paused (%s): %d task%s in flight, deletes wait",
+		    w->keys.paused, w->inflight, w->inflight == 1 ? "" : "s");
 	else
 		snprintf(buf, len, "%d of %d slots busy, %lld task%s done",
 		    w->inflight, w->opt.concurrency, (long long)w->done_count,
@@ -1399,6 +1531,8 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	redis_set_state_cb(w->cmd, redis_state, w);
 	redis_set_state_cb(w->claim, redis_state, w);
 	TAILQ_INIT(&w->cursor_waits);
+	TAILQ_INIT(&w->gate_waits);
+	w->pause_ev = evtimer_new(base, pause_poll, w);
 	w->cursors_free = opt->concurrency < DB_MAX_CURSORS ? opt->concurrency
 							    : DB_MAX_CURSORS;
 	if ((w->db = db_new(base, dns, cfg->database_url,
@@ -1434,6 +1568,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	 * out), or 5 ms after its first key.
 	 */
 	w->dels = s3batch_new(base, w->s3, 5, 1000);
+	s3batch_set_gate(w->dels, s3batch_gate, w);
 	/* Job lookups likewise share queries, up to 50 jobs each. */
 	w->jobs = job_loader_new(base, w->db, cfg->jobs_table, cfg->clips_table,
 	    opt->concurrency > 1 ? 1 : 0, 50);
@@ -1453,6 +1588,7 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 		src.scheduled_key = w->keys.scheduled;
 		src.inflight = &w->inflight;
 		src.stopping = &w->stopping;
+		src.paused = &w->paused;
 		metrics_set_sources(w->metrics, &src);
 	}
 	return w;
@@ -1480,6 +1616,7 @@ worker_free(struct worker *w)
 	 * publishing path turned off, then the runs.
 	 */
 	w->teardown = 1;
+	gate_cancel_all(w);
 	redis_free(w->claim);
 	job_loader_free(w->jobs);
 	db_free(w->db);
@@ -1504,6 +1641,7 @@ worker_free(struct worker *w)
 	event_free(w->lock_ev);
 	event_free(w->reap_ev);
 	event_free(w->lag_ev);
+	event_free(w->pause_ev);
 	metrics_free(w->metrics); /* after the clients: their callbacks */
 	free(w->qnames);
 	if (w->notify_ev != NULL)

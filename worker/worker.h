@@ -21,12 +21,12 @@ struct s3batch;
 struct job_loader;
 
 struct worker_options {
-	int    concurrency;
-	char **queues; /* queue names, e.g. jobs, sweeps */
-	size_t nqueues;
-	int    drain;
-	int    drain_timeout_ms; /* after SIGTERM, then requeue */
-	const char *metrics_listen; /* HOST:PORT, or "none" */
+	int	    concurrency;
+	char	  **queues; /* queue names, e.g. jobs, sweeps */
+	size_t	    nqueues;
+	int	    drain;
+	int	    drain_timeout_ms; /* after SIGTERM, then requeue */
+	const char *metrics_listen;   /* HOST:PORT, or "none" */
 };
 
 struct task_run;
@@ -94,6 +94,13 @@ const char *worker_metrics_address(const struct worker *);
 void worker_cursor_wait(struct worker *, void (*cb)(void *), void *arg);
 void worker_cursor_cancel(struct worker *, void *arg);
 void worker_cursor_done(struct worker *);
+/*
+ * The kill switch, read from Redis before every delete batch: go(arg, 1)
+ * once <ns>:paused is absent (now, or when an operator resumes), or
+ * go(arg, 0) when the worker shuts down first.  Exactly one call.
+ */
+void worker_delete_gate(
+    struct worker *, void (*go)(void *arg, int send), void *arg);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);
 
