@@ -57,6 +57,12 @@ queue_result_key(const struct queue_keys *k, const char *id)
 	return xasprintf("%s:result:%s", k->ns, id);
 }
 
+char *
+queue_cancel_key(const struct queue_keys *k, const char *id)
+{
+	return xasprintf("%s:cancel:%s", k->ns, id);
+}
+
 struct queue_txn {
 	queue_done_cb *cb;
 	void	      *arg;

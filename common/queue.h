@@ -39,6 +39,8 @@ void queue_keys_free(struct queue_keys *);
 char *queue_key_for(const struct queue_keys *, const char *name);
 /* <ns>:result:<id>; caller frees. */
 char *queue_result_key(const struct queue_keys *, const char *id);
+/* <ns>:cancel:<id>: an operator asked sweep <id> to stop. */
+char *queue_cancel_key(const struct queue_keys *, const char *id);
 
 /*
  * status is QUEUE_DONE when the transaction ran, QUEUE_NOT_OURS when the

@@ -789,6 +789,79 @@ const struct cmd_entry cmd_resume_entry = {
     .exec = resume_exec,
 };
 
+/* cancel */
+
+#define CANCEL_TTL_S "604800" /* as long as results are kept */
+
+static int
+cancel_exec(struct client *c, int argc, char **argv)
+{
+	const char *argv2[5];
+	char	    host[256] = "", ts[40], *key, *text;
+	const char *user = getenv("USER");
+	cJSON	   *o, *r, *res;
+	int	    rc = 0;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		int help = argc == 2 && strcmp(argv[1], "--help") == 0;
+		fprintf(help ? stdout : stderr, "usage: clipsweep cancel %s\n",
+		    cmd_cancel_entry.usage);
+		return help ? 0 : EX_USAGE;
+	}
+	if (client_connect(c) != 0)
+		return c->exit_code;
+	/* A sweep that has ended cannot be stopped: say how it ended. */
+	key = queue_result_key(&c->keys, argv[1]);
+	r = call(c, "GET", key, NULL, NULL);
+	free(key);
+	if (r == NULL)
+		return c->exit_code;
+	res = cJSON_IsString(r) ? cJSON_Parse(r->valuestring) : NULL;
+	cJSON_Delete(r);
+	if (result_status_final(field(res, "status", ""))) {
+		fprintf(stderr,
+		    "clipsweep: '%s' has already ended (%s); nothing to "
+		    "cancel\n",
+		    argv[1], field(res, "status", "?"));
+		cJSON_Delete(res);
+		return EXIT_NOT_OK;
+	}
+	cJSON_Delete(res);
+	gethostname(host, sizeof(host) - 1);
+	format_time_ms(now_ms(), ts, sizeof(ts));
+	o = cJSON_CreateObject();
+	cJSON_AddStringToObject(o, "at", ts);
+	text = xasprintf("%s@%s", user != NULL ? user : "?", host);
+	cJSON_AddStringToObject(o, "by", text);
+	free(text);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	key = queue_cancel_key(&c->keys, argv[1]);
+	argv2[0] = "SET";
+	argv2[1] = key;
+	argv2[2] = text;
+	argv2[3] = "EX";
+	argv2[4] = CANCEL_TTL_S;
+	r = client_call(c, 5, argv2);
+	cJSON_free(text);
+	if (r == NULL)
+		rc = c->exit_code;
+	else
+		printf("cancel requested (%s): sweep %s stops within a second, "
+		       "or before its next delete batch,\nand reports what it "
+		       "did (`clipsweep result %s`)\n",
+		    key, argv[1], argv[1]);
+	cJSON_Delete(r);
+	free(key);
+	return rc;
+}
+
+const struct cmd_entry cmd_cancel_entry = {
+    .name = "cancel",
+    .usage = "SWEEP_ID",
+    .exec = cancel_exec,
+};
+
 const struct cmd_entry cmd_dead_entry = {
     .name = "dead",
     .usage = DEAD_ARGS,

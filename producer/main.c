@@ -25,6 +25,7 @@ static const struct cmd_entry *cmd_table[] = {
     &cmd_dead_entry,
     &cmd_pause_entry,
     &cmd_resume_entry,
+    &cmd_cancel_entry,
 };
 
 static void

@@ -64,6 +64,8 @@ struct sweep_run {
 	cJSON	   *deleted_sample;
 	cJSON	   *warnings;
 	int64_t	    last_progress_ms;
+	char	   *cancel_key;	    /* <ns>:cancel:<sweep id> */
+	int	    cancel_pending; /* its GET is out */
 
 	/* Sharded sweeps (sweep_shard.c). */
 	const struct task_shard *shard;	     /* a shard's run, else NULL */

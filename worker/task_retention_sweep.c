@@ -20,6 +20,8 @@
 #include "config.h"
 #include "db.h"
 #include "log.h"
+#include "queue.h"
+#include "redis.h"
 #include "s3.h"
 #include "sweep.h"
 #include "sweep_run.h"
@@ -170,6 +172,7 @@ sweep_report(struct sweep_run *s)
 void
 sweep_run_free(struct sweep_run *s)
 {
+	free(s->cancel_key);
 	sweep_merge_free(s->m);
 	if (s->cur != NULL)
 		db_cursor_close(s->cur);
@@ -210,7 +213,8 @@ sweep_run_free(struct sweep_run *s)
 static int
 sweep_idle(const struct sweep_run *s)
 {
-	return !s->list_pending && !s->db_pending && s->deletes_inflight == 0;
+	return !s->list_pending && !s->db_pending && s->deletes_inflight == 0 &&
+	    !s->cancel_pending;
 }
 
 /*
@@ -244,6 +248,28 @@ sweep_run_end(struct sweep_run *s, const char *status)
 	task_run_finish(tr, status);
 }
 
+/* An operator's clipsweep cancel: stop, keeping what was done. */
+static void
+sweep_cancelled(struct sweep_run *s)
+{
+	sweep_abort(s, s->deleted > 0 ? "partial" : "failed", "cancelled",
+	    "cancelled by an operator (%s) after deleting %lld objects",
+	    s->cancel_key, (long long)s->deleted);
+}
+
+static void
+cancel_reply(struct redis *r, const struct redis_reply *reply, void *arg)
+{
+	struct sweep_run *s = arg;
+
+	s->cancel_pending = 0;
+	if (!redis_reply_failed(reply) &&
+	    redis_reply_type(reply) == REDIS_R_INTEGER &&
+	    redis_reply_int(reply) > 0)
+		sweep_cancelled(s);
+	sweep_step(s);
+}
+
 static void
 sweep_progress(struct sweep_run *s, int force)
 {
@@ -255,6 +281,14 @@ sweep_progress(struct sweep_run *s, int force)
 	if (!force && now_ms() - s->last_progress_ms < 1000)
 		return;
 	s->last_progress_ms = now_ms();
+	/*
+	 * Once a second, too: has an operator cancelled the sweep?  (Not
+	 * on the forced report at the end: the run is about to be freed.)
+	 */
+	if (!force && !s->cancel_pending &&
+	    redis_cmd(worker_redis(s->w), cancel_reply, s, "EXISTS",
+		s->cancel_key, (char *)NULL) == 0)
+		s->cancel_pending = 1;
 	sweep_merge_counts(s->m, &now);
 	c = &now;
 	o = cJSON_CreateObject();
@@ -330,11 +364,19 @@ delete_done(void *arg, const struct s3_delete_result *res, size_t n,
 }
 
 static void
-delete_go(void *arg, int send)
+delete_go(void *arg, int verdict)
 {
 	struct delete_batch *b = arg;
+	struct sweep_run    *s = b->s;
 
-	if (!send) {
+	if (verdict == GATE_CANCELLED) { /* not sent: nothing deleted */
+		s->deletes_inflight--;
+		delete_batch_free(b);
+		sweep_cancelled(s);
+		sweep_step(s);
+		return;
+	}
+	if (verdict == GATE_SHUTDOWN) {
 		struct s3_error e = {
 		    0, 1, "cancelled", "the worker is shutting down"};
 		delete_done(b, NULL, 0, &e);
@@ -353,7 +395,7 @@ delete_go(void *arg, int send)
 static void
 delete_send(struct delete_batch *b)
 {
-	worker_delete_gate(b->s->w, delete_go, b);
+	worker_delete_gate(b->s->w, b->s->cancel_key, delete_go, b);
 }
 
 static void
@@ -876,6 +918,8 @@ sweep_run_new(struct task_run *tr)
 	tr->kind_state = s;
 	if (tr->task.type == TASK_SWEEP_SHARD)
 		s->shard = &tr->task.shard;
+	s->cancel_key = queue_cancel_key(worker_keys(tr->w),
+	    s->shard != NULL ? s->shard->sweep_id : tr->task.id);
 	s->retention_days = tr->task.retention_days >= 0
 	    ? tr->task.retention_days
 	    : DEFAULT_RETENTION_DAYS;

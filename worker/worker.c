@@ -46,6 +46,7 @@ TAILQ_HEAD(cursor_wait_list, cursor_wait);
 struct gate_wait {
 	TAILQ_ENTRY(gate_wait) entry;
 	struct worker *w;
+	char	      *cancel_key; /* or NULL */
 	void (*go)(void *, int);
 	void *arg;
 	int   checking; /* a GET is out for it */
@@ -298,19 +299,32 @@ gate_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	struct gate_wait *g = arg;
 	struct worker	 *w = g->w;
 	struct timeval	  tv = {PAUSE_POLL_MS / 1000, 0};
-	int		  paused;
+	int		  paused, failed;
 
 	g->checking = 0;
 	if (g->answered) { /* the worker is shutting down */
 		TAILQ_REMOVE(&w->gate_waits, g, entry);
+		free(g->cancel_key);
 		free(g);
 		return;
 	}
-	paused = redis_reply_failed(reply) ||
-	    redis_reply_type(reply) != REDIS_R_NIL;
+	/* MGET paused [cancel]: an array of one or two values. */
+	failed = redis_reply_failed(reply) ||
+	    redis_reply_type(reply) != REDIS_R_ARRAY ||
+	    redis_reply_len(reply) != (g->cancel_key != NULL ? 2u : 1u);
+	if (!failed && g->cancel_key != NULL &&
+	    redis_reply_type(redis_reply_elem(reply, 1)) != REDIS_R_NIL) {
+		TAILQ_REMOVE(&w->gate_waits, g, entry);
+		g->go(g->arg, GATE_CANCELLED);
+		free(g->cancel_key);
+		free(g);
+		return;
+	}
+	paused = failed ||
+	    redis_reply_type(redis_reply_elem(reply, 0)) != REDIS_R_NIL;
 	if (paused != w->paused) {
 		w->paused = paused;
-		if (paused && redis_reply_failed(reply))
+		if (paused && failed)
 			logkv(LOG_WARN,
 			    "cannot read the kill switch; deletes wait", "key",
 			    w->keys.paused, (char *)NULL);
@@ -326,7 +340,8 @@ gate_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 		return; /* waits, checking 0, for the poll */
 	}
 	TAILQ_REMOVE(&w->gate_waits, g, entry);
-	g->go(g->arg, 1);
+	g->go(g->arg, GATE_SEND);
+	free(g->cancel_key);
 	free(g);
 }
 
@@ -335,8 +350,8 @@ gate_check(struct gate_wait *g)
 {
 	struct worker *w = g->w;
 
-	if (redis_cmd(w->cmd, gate_reply, g, "GET", w->keys.paused,
-		(char *)NULL) == 0)
+	if (redis_cmd(w->cmd, gate_reply, g, "MGET", w->keys.paused,
+		g->cancel_key, (char *)NULL) == 0)
 		g->checking = 1;
 	else
 		gate_reply(w->cmd, NULL, g); /* not connected: wait */
@@ -356,16 +371,18 @@ pause_poll(evutil_socket_t fd, short what, void *arg)
 }
 
 void
-worker_delete_gate(struct worker *w, void (*go)(void *, int), void *arg)
+worker_delete_gate(struct worker *w, const char *cancel_key,
+    void (*go)(void *, int), void		*arg)
 {
 	struct gate_wait *g;
 
 	if (w->teardown) {
-		go(arg, 0);
+		go(arg, GATE_SHUTDOWN);
 		return;
 	}
 	g = xcalloc(1, sizeof(*g));
 	g->w = w;
+	g->cancel_key = cancel_key != NULL ? xstrdup(cancel_key) : NULL;
 	g->go = go;
 	g->arg = arg;
 	TAILQ_INSERT_TAIL(&w->gate_waits, g, entry);
@@ -375,7 +392,7 @@ worker_delete_gate(struct worker *w, void (*go)(void *, int), void *arg)
 static void
 s3batch_gate(void *arg, void (*go)(void *, int), void *req)
 {
-	worker_delete_gate(arg, go, req);
+	worker_delete_gate(arg, NULL, go, req);
 }
 
 /* Shutting down: every batch at the gate is cancelled. */
@@ -389,9 +406,10 @@ gate_cancel_all(struct worker *w)
 		if (g->answered)
 			continue;
 		g->answered = 1;
-		g->go(g->arg, 0);
+		g->go(g->arg, GATE_SHUTDOWN);
 		if (!g->checking) {
 			TAILQ_REMOVE(&w->gate_waits, g, entry);
+			free(g->cancel_key);
 			free(g);
 		}
 	}

@@ -95,12 +95,15 @@ void worker_cursor_wait(struct worker *, void (*cb)(void *), void *arg);
 void worker_cursor_cancel(struct worker *, void *arg);
 void worker_cursor_done(struct worker *);
 /*
- * The kill switch, read from Redis before every delete batch: go(arg, 1)
- * once <ns>:paused is absent (now, or when an operator resumes), or
- * go(arg, 0) when the worker shuts down first.  Exactly one call.
+ * The kill switch, read from Redis before every delete batch: go(arg,
+ * GATE_SEND) once <ns>:paused is absent (now, or when an operator
+ * resumes); go(arg, GATE_CANCELLED) when cancel_key (a task's
+ * <ns>:cancel:<id>, or NULL) exists; go(arg, GATE_SHUTDOWN) when the
+ * worker shuts down first.  Exactly one call.
  */
-void worker_delete_gate(
-    struct worker *, void (*go)(void *arg, int send), void *arg);
+enum { GATE_SHUTDOWN, GATE_SEND, GATE_CANCELLED };
+void worker_delete_gate(struct worker *, const char *cancel_key,
+    void (*go)(void *arg, int verdict), void	    *arg);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);
 

@@ -2,7 +2,8 @@
 # The kill switch: clipsweep pause holds every delete batch of running
 # workers (a job's and a sweep's) before it is sent, clipsweep resume lets
 # them go on; a paused worker stopped by SIGTERM hands its tasks back
-# having deleted nothing.  S3 is checked with aws s3api.
+# having deleted nothing.  clipsweep cancel stops a sweep (whole or
+# sharded) at its next check.  S3 is checked with aws s3api.
 # shellcheck disable=SC2317 # (helpers called through wait_for)
 . "$(dirname "$0")/lib.sh"
 make_schema || exit 1
@@ -78,4 +79,46 @@ rcli DEL "$NS:paused" >/dev/null
 CLIPSWEEP_METRICS_LISTEN=none timeout 60 "$WORKER" --drain >"$T_TMP/worker2.log" 2>&1
 is "$?" 0 "unpaused, a worker drains the queue"
 is "$(n_keys public/uploads/2/)" 0 "and job 2's file is deleted"
+
+# --- clipsweep cancel.
+put_objects "$CUBE/orphans/c1.bin" "$CUBE/orphans/c2.bin" "$CUBE/orphans/c3.bin"
+start_worker --concurrency 4 --drain-timeout 2
+ok $? "a worker starts again"
+# Held at the kill switch, then cancelled: the gate says cancelled.
+rcli SET "$NS:paused" 1 >/dev/null
+rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"cancel-1","min_age_hours":0,"prefix":"orphans/","force":true}' >/dev/null
+sleep 2
+out=$("$CLI" cancel cancel-1 2>&1)
+is "$?" 0 "clipsweep cancel cancel-1 exits 0"
+like "$out" "cancel requested ($NS:cancel:cancel-1)" "naming the key it set"
+like "$(rcli GET "$NS:cancel:cancel-1" | json by)" "@" "which says who"
+ttl=$(rcli TTL "$NS:cancel:cancel-1")
+[ "$ttl" -gt 600000 ]
+ok $? "and expires with the results (TTL $ttl s)"
+cancelled() { [ -n "$(rcli GET "$NS:result:cancel-1")" ]; }
+wait_for cancelled
+ok $? "the paused sweep ended"
+r=$(rcli GET "$NS:result:cancel-1")
+is "$(echo "$r" | json status) $(echo "$r" | json errors.0.code)" "failed cancelled" \
+  "failed, with error code cancelled (nothing was deleted)"
+is "$(n_keys orphans/)" 3 "its three orphans are still there"
+rcli DEL "$NS:paused" >/dev/null
+out=$("$CLI" cancel cancel-1 2>&1)
+is "$?" 1 "cancelling a sweep that has ended exits 1"
+like "$out" "has already ended (failed)" "saying how it ended"
+
+# A sharded sweep, cancelled before it starts: every range stops.
+"$CLI" cancel cancel-2 >/dev/null
+rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"cancel-2","min_age_hours":0,"prefix":"orphans/","force":true,"shards":2}' >/dev/null
+cancelled2() { [ -n "$(rcli GET "$NS:result:cancel-2")" ]; }
+wait_for cancelled2
+ok $? "the sharded sweep ended"
+r=$(rcli GET "$NS:result:cancel-2")
+is "$(echo "$r" | json status)" failed "failed"
+like "$r" '"code":"cancelled"' "with cancelled among its errors"
+is "$(n_keys orphans/)" 3 "nothing deleted"
+"$CLI" cancel >/dev/null 2>&1
+is "$?" 64 "cancel without an id: 64"
+stop_worker
+is "$STOP_RC" 0 "the worker stops"
 done_testing
