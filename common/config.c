@@ -671,6 +671,7 @@ config_tables(struct config *c, char *err, size_t errlen)
 {
 	const char *jobs = env2("CLIPSWEEP_JOBS_TABLE", NULL);
 	const char *clips = env2("CLIPSWEEP_CLIPS_TABLE", NULL);
+	const char *v;
 
 	c->jobs_table = sql_quote_relation(jobs ? jobs : "jobs");
 	if (c->jobs_table == NULL)
@@ -681,6 +682,17 @@ config_tables(struct config *c, char *err, size_t errlen)
 	if (c->clips_table == NULL)
 		return seterr(err, errlen,
 		    "CLIPSWEEP_CLIPS_TABLE is not a "
+		    "valid relation name (name or schema.name)");
+	if ((v = env2("CLIPSWEEP_AUDIT", NULL)) != NULL &&
+	    strcmp(v, "off") != 0 && strcmp(v, "postgres") != 0)
+		return seterr(err, errlen,
+		    "CLIPSWEEP_AUDIT must be off or postgres, not '%s'", v);
+	c->audit = v != NULL && strcmp(v, "postgres") == 0;
+	v = env2("CLIPSWEEP_AUDIT_TABLE", NULL);
+	c->audit_table = sql_quote_relation(v ? v : "clipsweep_audit");
+	if (c->audit_table == NULL)
+		return seterr(err, errlen,
+		    "CLIPSWEEP_AUDIT_TABLE is not a "
 		    "valid relation name (name or schema.name)");
 	return 0;
 }
@@ -828,5 +840,6 @@ config_free(struct config *c)
 	free(c->worker_id);
 	free(c->jobs_table);
 	free(c->clips_table);
+	free(c->audit_table);
 	memset(c, 0, sizeof(*c));
 }

@@ -45,6 +45,8 @@ struct config {
 	char  *worker_id;
 	char  *jobs_table;	  /* quoted identifier */
 	char  *clips_table;	  /* quoted identifier */
+	int    audit;		  /* CLIPSWEEP_AUDIT=postgres */
+	char  *audit_table;	  /* quoted identifier */
 	double max_delete_ratio;  /* sweep guard, 0 to 1 */
 	double s3_max_rps;	  /* request-rate cap, 0 for none */
 	int    max_attempts;	  /* runs of a task that fails transiently */

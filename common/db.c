@@ -78,6 +78,9 @@ struct db_query {
 	int	simple; /* several statements, no parameters: PQsendQuery() */
 	int	opens;	/* a cursor's BEGIN: takes the connection it runs on */
 	int	pinned; /* runs on the connection it was made for, or fails */
+	char   *copy;	/* COPY ... FROM STDIN: the data, sent whole */
+	size_t	copylen;
+	int	copied;		  /* the data and its end are queued */
 	struct db_cursor *cursor; /* whose statement this is */
 };
 
@@ -487,6 +490,7 @@ query_free(struct db_query *q)
 		free(q->params[i]);
 	free(q->params);
 	free(q->sql);
+	free(q->copy);
 	free(q);
 }
 
@@ -616,9 +620,35 @@ db_query(struct db *db, const char *sql, int nparams, const char *const *params,
 }
 
 int
+db_copy_in(struct db *db, const char *sql, const char *data, size_t len,
+    db_cb *cb, void *arg)
+{
+	struct db_query *q;
+
+	if (db == NULL || db->closing)
+		return -1;
+	if (sql == NULL || cb == NULL || (data == NULL && len > 0))
+		fatal("db_copy_in: invalid arguments");
+	q = query_new(xstrdup(sql), 0, NULL, cb, arg);
+	q->copy = xmalloc(len > 0 ? len : 1);
+	memcpy(q->copy, data, len);
+	q->copylen = len;
+	db_enqueue(db, q);
+	return 0;
+}
+
+int
 db_ntuples(const struct db_result *r)
 {
 	return PQntuples(r->res);
+}
+
+long long
+db_cmd_tuples(const struct db_result *r)
+{
+	const char *n = PQcmdTuples((PGresult *)r->res);
+
+	return n != NULL && *n != '\0' ? atoll(n) : -1;
 }
 
 int
@@ -1216,7 +1246,28 @@ conn_complete(struct db_conn *c)
 		(void)conn_lost(c, NULL);
 }
 
-/* COPY would need its own protocol; the connection is given up. */
+/*
+ * COPY FROM STDIN, for a query that brought its data: queued whole with
+ * its end (libpq's buffer grows; in nonblocking mode it refuses only when
+ * memory runs out), then flushed as any query.  Returns -1 when c was
+ * closed.
+ */
+static int
+conn_copy_in(struct db_conn *c)
+{
+	struct db_query *q = c->q;
+
+	if (q->copied)
+		return 0;
+	q->copied = 1;
+	if ((q->copylen > 0 &&
+		PQputCopyData(c->pg, q->copy, (int)q->copylen) != 1) ||
+	    PQputCopyEnd(c->pg, NULL) != 1)
+		return conn_lost(c, NULL);
+	return conn_flush(c);
+}
+
+/* Other COPY would need its own protocol; the connection is given up. */
 static void
 conn_abandon_copy(struct db_conn *c)
 {
@@ -1244,6 +1295,13 @@ conn_collect(struct db_conn *c)
 		}
 		switch (PQresultStatus(r)) {
 		case PGRES_COPY_IN:
+			if (c->q != NULL && c->q->copy != NULL) {
+				PQclear(r);
+				if (conn_copy_in(c) == -1)
+					return;
+				break;
+			}
+			/* FALLTHROUGH */
 		case PGRES_COPY_OUT:
 		case PGRES_COPY_BOTH:
 			PQclear(r);

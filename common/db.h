@@ -60,6 +60,14 @@ int db_query(struct db *, const char *sql, int nparams,
     const char *const *params, db_cb *, void *arg) MUST_CHECK;
 
 /*
+ * COPY ... FROM STDIN with data (len bytes, copied) in the statement's
+ * format; cb gets the COMMAND_OK result (its tuple count:
+ * db_cmd_tuples()) or the error.  Returns 0, or -1 if db is closing.
+ */
+int db_copy_in(struct db *, const char *sql, const char *data, size_t len,
+    db_cb *, void *arg) MUST_CHECK;
+
+/*
  * Cursors stream a large result in batches, with memory bounded by the
  * batch size and the pace set by the consumer: nothing is read until it
  * asks for the next batch.
@@ -135,7 +143,9 @@ struct db_stats {
 void db_get_stats(const struct db *, struct db_stats *);
 
 int db_ntuples(const struct db_result *);
-int db_nfields(const struct db_result *);
+/* Rows a command touched (INSERT, COPY, ...); -1 when it says none. */
+long long db_cmd_tuples(const struct db_result *);
+int	  db_nfields(const struct db_result *);
 /* NULL for SQL NULL. */
 const char *db_value(const struct db_result *, int row, int col);
 

@@ -19,6 +19,10 @@ struct s3batch_entry {
 	TAILQ_ENTRY(s3batch_entry) entry;
 	char	      **keys;
 	size_t		n;
+	char	       *task_id; /* the note, if any */
+	char	       *task_type;
+	char	      **reasons;
+	int64_t	       *sizes;
 	s3_delete_cb   *cb;
 	void	       *arg;
 	struct s3_error refused; /* code set: refused before sending */
@@ -54,9 +58,16 @@ entry_free(struct s3batch_entry *e)
 {
 	size_t i;
 
-	for (i = 0; i < e->n; i++)
+	for (i = 0; i < e->n; i++) {
 		free(e->keys[i]);
+		if (e->reasons != NULL)
+			free(e->reasons[i]);
+	}
 	free(e->keys);
+	free(e->reasons);
+	free(e->sizes);
+	free(e->task_id);
+	free(e->task_type);
 	free(e);
 }
 
@@ -205,6 +216,27 @@ int
 s3batch_delete(struct s3batch *b, const char *const *keys, size_t n,
     s3_delete_cb *cb, void *arg)
 {
+	return s3batch_delete_noted(b, keys, n, NULL, cb, arg);
+}
+
+void
+s3batch_req_keys(void *req, s3batch_key_fn *fn, void *ctx)
+{
+	struct s3batch_req   *r = req;
+	struct s3batch_entry *e;
+	size_t		      i;
+
+	TAILQ_FOREACH(e, &r->entries, entry)
+	for (i = 0; i < e->n; i++)
+		fn(ctx, e->keys[i], e->task_id, e->task_type,
+		    e->reasons != NULL ? e->reasons[i] : NULL,
+		    e->sizes != NULL ? e->sizes[i] : -1);
+}
+
+int
+s3batch_delete_noted(struct s3batch *b, const char *const *keys, size_t n,
+    const struct s3batch_note *note, s3_delete_cb *cb, void *arg)
+{
 	struct s3batch_entry *e;
 	struct timeval tv = {b->flush_ms / 1000, (b->flush_ms % 1000) * 1000};
 	const char    *code, *why;
@@ -214,6 +246,16 @@ s3batch_delete(struct s3batch *b, const char *const *keys, size_t n,
 	e->keys = xcalloc(n > 0 ? n : 1, sizeof(*e->keys));
 	for (i = 0; i < n; i++)
 		e->keys[e->n++] = xstrdup(keys[i]);
+	if (note != NULL) {
+		e->task_id = xstrdup(note->task_id);
+		e->task_type = xstrdup(note->task_type);
+		e->reasons = xcalloc(n > 0 ? n : 1, sizeof(*e->reasons));
+		e->sizes = xcalloc(n > 0 ? n : 1, sizeof(*e->sizes));
+		for (i = 0; i < n; i++) {
+			e->reasons[i] = xstrdup(note->reasons[i]);
+			e->sizes[i] = note->sizes[i];
+		}
+	}
 	e->cb = cb;
 	e->arg = arg;
 	/* Refused alone, so that one bad caller fails nobody else. */

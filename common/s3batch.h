@@ -31,6 +31,25 @@ int s3batch_delete(struct s3batch *, const char *const *keys, size_t n,
     s3_delete_cb *, void *arg) MUST_CHECK;
 
 /*
+ * The same, with what the caller knows of each key, for the gate (an
+ * audit trail): reasons[i] and sizes[i] (-1 unknown) describe keys[i].
+ * Everything is copied.
+ */
+struct s3batch_note {
+	const char	  *task_id;
+	const char	  *task_type;
+	const char *const *reasons;
+	const int64_t	  *sizes;
+};
+int s3batch_delete_noted(struct s3batch *, const char *const *keys, size_t n,
+    const struct s3batch_note *, s3_delete_cb *, void *arg) MUST_CHECK;
+
+/* Every key of a request at the gate, with its caller's note (or NULLs). */
+typedef void s3batch_key_fn(void *ctx, const char *key, const char *task_id,
+    const char *task_type, const char *reason, int64_t size);
+void	     s3batch_req_keys(void *req, s3batch_key_fn *, void *ctx);
+
+/*
  * A caller that will probably delete soon (a job whose HEADs are out)
  * holds the batcher open, so that the request waits for it (up to
  * flush_ms); it releases once it has asked, or knows it will not.  With

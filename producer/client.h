@@ -46,6 +46,7 @@ extern const struct cmd_entry cmd_dead_entry;
 extern const struct cmd_entry cmd_pause_entry;
 extern const struct cmd_entry cmd_resume_entry;
 extern const struct cmd_entry cmd_cancel_entry;
+extern const struct cmd_entry cmd_migrate_entry;
 
 /* Run the loop until a subcommand calls client_exit(). */
 int  client_connect(struct client *) MUST_CHECK;

@@ -26,6 +26,7 @@ static const struct cmd_entry *cmd_table[] = {
     &cmd_pause_entry,
     &cmd_resume_entry,
     &cmd_cancel_entry,
+    &cmd_migrate_entry,
 };
 
 static void

@@ -17,6 +17,7 @@ struct delete_batch {
 	struct sweep_run *s;
 	char		**keys;
 	int64_t		 *sizes;
+	const char	**reasons; /* static: sweep_reason_name() */
 	size_t		  n;
 };
 

@@ -171,15 +171,21 @@ cleanup_deleted(void *arg, const struct s3_delete_result *res, size_t n,
 static void
 cleanup_delete(struct cleanup *c)
 {
-	struct s3batch *dels = worker_deletes(c->tr->w);
-	const char     *keys[MAX_CANDIDATES];
-	int		deleted[MAX_CANDIDATES] = {0};
-	int		n = 0, failed = 0, i, rc;
+	struct s3batch	   *dels = worker_deletes(c->tr->w);
+	const char	   *keys[MAX_CANDIDATES], *reasons[MAX_CANDIDATES];
+	int64_t		    sizes[MAX_CANDIDATES];
+	int		    deleted[MAX_CANDIDATES] = {0};
+	int		    n = 0, failed = 0, i, rc;
+	struct s3batch_note note;
 
 	for (i = 0; i < c->ncand; i++) {
 		struct candidate *k = &c->cand[i];
 		failed += k->failed;
 		if (!k->referenced && k->present && !k->failed) {
+			reasons[n] = strcmp(k->column, "audio_key") == 0
+			    ? "job_audio"
+			    : "job_original";
+			sizes[n] = k->size;
 			keys[n++] = k->key;
 			deleted[i] = 1;
 		}
@@ -192,7 +198,13 @@ cleanup_delete(struct cleanup *c)
 				: "failed");
 		return;
 	}
-	rc = s3batch_delete(dels, keys, (size_t)n, cleanup_deleted, c);
+	/* What the audit trail says of each key (CLIPSWEEP_AUDIT). */
+	note.task_id = c->tr->task.id;
+	note.task_type = "job_cleanup";
+	note.reasons = reasons;
+	note.sizes = sizes;
+	rc = s3batch_delete_noted(
+	    dels, keys, (size_t)n, &note, cleanup_deleted, c);
 	s3batch_release(dels);
 	if (rc != 0) {
 		task_run_error(c->tr, NULL, "storage_error",

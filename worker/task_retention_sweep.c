@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "db.h"
+#include "audit.h"
 #include "log.h"
 #include "queue.h"
 #include "redis.h"
@@ -323,6 +324,7 @@ delete_batch_free(struct delete_batch *b)
 		free(b->keys[i]);
 	free(b->keys);
 	free(b->sizes);
+	free(b->reasons);
 	free(b);
 }
 
@@ -363,6 +365,10 @@ delete_done(void *arg, const struct s3_delete_result *res, size_t n,
 	sweep_step(s);
 }
 
+static void delete_audit(struct delete_batch *);
+/* delete_go()'s verdict once the audit rows are written: send. */
+#define DELETE_AUDITED (-1)
+
 static void
 delete_go(void *arg, int verdict)
 {
@@ -374,6 +380,10 @@ delete_go(void *arg, int verdict)
 		delete_batch_free(b);
 		sweep_cancelled(s);
 		sweep_step(s);
+		return;
+	}
+	if (verdict == GATE_SEND && worker_audit(s->w) != NULL) {
+		delete_audit(b);
 		return;
 	}
 	if (verdict == GATE_SHUTDOWN) {
@@ -389,6 +399,43 @@ delete_go(void *arg, int verdict)
 		    "is closing"};
 		delete_done(b, NULL, 0, &e);
 	}
+}
+
+/* The audit rows are in: send, or stop the sweep without sending. */
+static void
+delete_audited(void *arg, const char *error)
+{
+	struct delete_batch *b = arg;
+	struct sweep_run    *s = b->s;
+
+	if (error == NULL) {
+		delete_go(b, DELETE_AUDITED);
+		return;
+	}
+	s->deletes_inflight--;
+	delete_batch_free(b);
+	sweep_abort(s, s->deleted > 0 ? "partial" : "failed", "audit_failed",
+	    "%s; the sweep stopped before deleting the batch", error);
+	sweep_step(s);
+}
+
+static void
+delete_audit(struct delete_batch *b)
+{
+	struct sweep_run *s = b->s;
+	struct audit_row *rows = xcalloc(b->n, sizeof(*rows));
+	size_t		  i;
+
+	for (i = 0; i < b->n; i++) {
+		rows[i].task_id = s->shard != NULL ? s->shard->sweep_id
+						   : s->tr->task.id;
+		rows[i].task_type = "retention_sweep";
+		rows[i].key = b->keys[i];
+		rows[i].reason = b->reasons[i];
+		rows[i].size = b->sizes[i];
+	}
+	audit_write(worker_audit(s->w), rows, b->n, delete_audited, b);
+	free(rows);
 }
 
 /* Past the kill switch first (worker_delete_gate()). */
@@ -411,7 +458,8 @@ delete_flush(struct sweep_run *s)
 }
 
 static void
-delete_add(struct sweep_run *s, const struct sweep_object *o)
+delete_add(
+    struct sweep_run *s, const struct sweep_object *o, enum sweep_reason r)
 {
 	struct delete_batch *b = s->batch;
 
@@ -420,7 +468,9 @@ delete_add(struct sweep_run *s, const struct sweep_object *o)
 		b->s = s;
 		b->keys = xcalloc(DELETE_BATCH, sizeof(*b->keys));
 		b->sizes = xcalloc(DELETE_BATCH, sizeof(*b->sizes));
+		b->reasons = xcalloc(DELETE_BATCH, sizeof(*b->reasons));
 	}
+	b->reasons[b->n] = sweep_reason_name(r);
 	b->keys[b->n] = xstrndup(o->key, o->key_len);
 	b->sizes[b->n++] = o->size > 0 ? o->size : 0;
 	if (b->n == DELETE_BATCH)
@@ -488,7 +538,7 @@ sweep_verdict(void *arg, const struct sweep_object *o, enum sweep_reason r)
 		return;
 	}
 	if (!s->stopping)
-		delete_add(s, o);
+		delete_add(s, o, r);
 }
 
 /* Listing. */

@@ -13,6 +13,7 @@
 #include "db.h"
 #include "http.h"
 #include "job_loader.h"
+#include "audit.h"
 #include "log.h"
 #include "metrics.h"
 #include "notify.h"
@@ -106,6 +107,7 @@ struct worker {
 	int	      cursors_free;
 	struct cursor_wait_list cursor_waits;
 	struct metrics	       *metrics; /* NULL: --metrics-listen none */
+	struct audit	       *audit;	 /* NULL: CLIPSWEEP_AUDIT off */
 	const char	      **qnames;
 	struct gate_wait_list	gate_waits;
 	struct event	       *pause_ev; /* polls while paused */
@@ -389,10 +391,75 @@ worker_delete_gate(struct worker *w, const char *cancel_key,
 	gate_check(g);
 }
 
+struct audit *
+worker_audit(struct worker *w)
+{
+	return w->audit;
+}
+
+/* A shared job batch: the kill switch, then the audit trail, then go. */
+struct job_gate {
+	struct worker *w;
+	void (*go)(void *, int);
+	void		 *req;
+	struct audit_row *rows;
+	size_t		  n, cap;
+};
+
+static void
+job_gate_row(void *arg, const char *key, const char *task_id,
+    const char *task_type, const char *reason, int64_t size)
+{
+	struct job_gate *g = arg;
+
+	if (g->n == g->cap) {
+		g->cap = g->cap ? g->cap * 2 : 64;
+		g->rows = xrealloc(g->rows, g->cap * sizeof(*g->rows));
+	}
+	g->rows[g->n].task_id = task_id ? task_id : "";
+	g->rows[g->n].task_type = task_type ? task_type : "";
+	g->rows[g->n].reason = reason ? reason : "";
+	g->rows[g->n].key = key;
+	g->rows[g->n].size = size;
+	g->n++;
+}
+
+static void
+job_gate_audited(void *arg, const char *error)
+{
+	struct job_gate *g = arg;
+
+	if (error != NULL)
+		logkv(LOG_ERROR, "deletes held back: the audit trail failed",
+		    "error", error, (char *)NULL);
+	g->go(g->req, error == NULL && !g->w->teardown);
+	free(g->rows);
+	free(g);
+}
+
+static void
+job_gate_open(void *arg, int verdict)
+{
+	struct job_gate *g = arg;
+
+	if (verdict != GATE_SEND || g->w->audit == NULL) {
+		g->go(g->req, verdict == GATE_SEND);
+		free(g);
+		return;
+	}
+	s3batch_req_keys(g->req, job_gate_row, g);
+	audit_write(g->w->audit, g->rows, g->n, job_gate_audited, g);
+}
+
 static void
 s3batch_gate(void *arg, void (*go)(void *, int), void *req)
 {
-	worker_delete_gate(arg, NULL, go, req);
+	struct job_gate *g = xcalloc(1, sizeof(*g));
+
+	g->w = arg;
+	g->go = go;
+	g->req = req;
+	worker_delete_gate(g->w, NULL, job_gate_open, g);
 }
 
 /* Shutting down: every batch at the gate is cancelled. */
@@ -1587,6 +1654,8 @@ worker_new(struct event_base *base, struct evdns_base *dns, struct config *cfg,
 	 */
 	w->dels = s3batch_new(base, w->s3, 5, 1000);
 	s3batch_set_gate(w->dels, s3batch_gate, w);
+	if (cfg->audit)
+		w->audit = audit_new(w->db, cfg->audit_table, cfg->worker_id);
 	/* Job lookups likewise share queries, up to 50 jobs each. */
 	w->jobs = job_loader_new(base, w->db, cfg->jobs_table, cfg->clips_table,
 	    opt->concurrency > 1 ? 1 : 0, 50);
@@ -1661,6 +1730,7 @@ worker_free(struct worker *w)
 	event_free(w->lag_ev);
 	event_free(w->pause_ev);
 	metrics_free(w->metrics); /* after the clients: their callbacks */
+	audit_free(w->audit);
 	free(w->qnames);
 	if (w->notify_ev != NULL)
 		event_free(w->notify_ev);

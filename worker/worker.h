@@ -102,8 +102,10 @@ void worker_cursor_done(struct worker *);
  * worker shuts down first.  Exactly one call.
  */
 enum { GATE_SHUTDOWN, GATE_SEND, GATE_CANCELLED };
-void worker_delete_gate(struct worker *, const char *cancel_key,
-    void (*go)(void *arg, int verdict), void	    *arg);
+/* The audit trail, or NULL when CLIPSWEEP_AUDIT is off. */
+struct audit *worker_audit(struct worker *);
+void	      worker_delete_gate(struct worker *, const char *cancel_key,
+	     void (*go)(void *arg, int verdict), void	     *arg);
 /* PUBLISH a progress message on <ns>:progress; best effort. */
 void worker_publish_progress(struct worker *, const char *json);
 

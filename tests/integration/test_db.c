@@ -247,6 +247,63 @@ test_params(void)
 	db_free(db);
 }
 
+/* COPY FROM STDIN: escapes, a large body, an error, the pool after it. */
+static void
+test_copy(void)
+{
+	struct reply r = {0};
+	struct db   *db;
+	char	     table[64], sql[256], *big;
+	const char   rows[] = "1\ttab\\there\n2\tback\\\\slash\n3\t\\N\n";
+	size_t	     i, len = 0, nbig = 20000;
+
+	snprintf(table, sizeof(table), "clipsweep_test_copy_%d", (int)getpid());
+	db = db_new(base, dns, url, 1);
+	snprintf(sql, sizeof(sql), "create table %s (n int, t text)", table);
+	query_wait(db, &r, sql, 0, NULL);
+	ok(!r.failed, "copy: table made");
+	reply_clear(&r);
+	snprintf(sql, sizeof(sql), "copy %s (n, t) from stdin", table);
+	ok(db_copy_in(db, sql, rows, strlen(rows), on_reply, &r) == 0,
+	    "copy: submitted");
+	ok(run_until(&r.done, 1, 10000) && !r.failed, "copy: answered");
+	snprintf(sql, sizeof(sql),
+	    "select count(*), string_agg(coalesce(t, 'NULL'), '|' order by n) "
+	    "from %s",
+	    table);
+	query_wait(db, &r, sql, 0, NULL);
+	is_str(r.values[0], "3", "copy: three rows");
+	is_str(r.values[1], "tab\there|back\\slash|NULL",
+	    "copy: escapes decoded by the server");
+
+	/* 20,000 rows of 100 bytes: more than one socket buffer. */
+	big = xmalloc(nbig * 110);
+	for (i = 0; i < nbig; i++)
+		len += (size_t)sprintf(big + len, "%zu\t%0100zu\n", i + 10, i);
+	reply_clear(&r);
+	snprintf(sql, sizeof(sql), "copy %s (n, t) from stdin", table);
+	ok(db_copy_in(db, sql, big, len, on_reply, &r) == 0 &&
+		run_until(&r.done, 1, 20000) && !r.failed,
+	    "copy: %zu bytes in one COPY", len);
+	free(big);
+	snprintf(sql, sizeof(sql), "select count(*) from %s", table);
+	query_wait(db, &r, sql, 0, NULL);
+	is_str(r.values[0], "20003", "copy: all 20,000 rows arrived");
+
+	reply_clear(&r);
+	ok(db_copy_in(db, "copy clipsweep_no_such_table (n) from stdin", "1\n",
+	       2, on_reply, &r) == 0 &&
+		run_until(&r.done, 1, 10000),
+	    "copy into a missing table: answered");
+	ok(r.failed && strcmp(r.sqlstate, "42P01") == 0,
+	    "copy into a missing table: the server's error (%s)", r.sqlstate);
+	snprintf(sql, sizeof(sql), "drop table %s", table);
+	query_wait(db, &r, sql, 0, NULL);
+	ok(!r.failed, "copy: the pool works after a failed COPY");
+	reply_clear(&r);
+	db_free(db);
+}
+
 struct many {
 	int done;
 	int right;
@@ -1360,6 +1417,7 @@ main(void)
 		fatal("evdns_base_new");
 
 	test_params();
+	test_copy();
 	test_many();
 	test_errors();
 	test_unavailable();
