@@ -96,8 +96,11 @@ FROZEN=()
 wait_for all_done
 ok $? "S3 thawed after 5 s: the waiting jobs completed"
 
-# 3. Redis frozen: tasks in flight still delete on S3.  A 1.5 s delay on
-# DeleteObjects keeps 16 tasks in flight when Redis freezes.
+# 3. Redis frozen: delete requests already sent still complete on S3.  A
+# 1.5 s delay on DeleteObjects keeps 16 tasks in flight when Redis freezes;
+# a second after they were claimed, their batches have read the kill switch
+# (<ns>:paused, in Redis) and are out.  (A batch that has not read it
+# waits for Redis: no delete is sent without the switch's answer.)
 set_delay() {
   curl -sf --data-binary "$1" "$S3_ENDPOINT/?s3mem-faults=" >/dev/null
 }
@@ -106,6 +109,7 @@ n0=$(left)
 push 40
 inflight() { [ "$(rcli LLEN "$NS:processing:$CLIPSWEEP_WORKER_ID")" -ge 16 ]; }
 wait_for inflight
+sleep 1
 FROZEN=("$REDIS_PID")
 kill -STOP "$REDIS_PID"
 sleep 3
