@@ -623,11 +623,23 @@ list_done(
 	sweep_step(s);
 }
 
+/*
+ * Delete batches a sweep keeps going at once; with the audit trail each
+ * spends a COPY's round trip more before it is sent, so allow twice as
+ * many to keep the storage as busy.
+ */
+static int
+deletes_in_flight(const struct sweep_run *s)
+{
+	return worker_audit(s->w) != NULL ? 2 * DELETES_IN_FLIGHT
+					  : DELETES_IN_FLIGHT;
+}
+
 static void
 list_next(struct sweep_run *s)
 {
 	if (s->stopping || s->list_pending || s->have_ahead || s->list_done ||
-	    s->deletes_inflight >= DELETES_IN_FLIGHT)
+	    s->deletes_inflight >= deletes_in_flight(s))
 		return;
 	s->list_pending = 1;
 	if (s3_list(worker_s3(s->w), s->scan_prefix, s->token,
