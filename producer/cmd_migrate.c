@@ -13,8 +13,8 @@
 #include "client.h"
 #include "config.h"
 
-static const char migrate_sql[] =
-    "CREATE TABLE IF NOT EXISTS %1$s ("
+static const char table_sql[] =
+    "CREATE TABLE IF NOT EXISTS %s ("
     " id bigserial PRIMARY KEY,"
     " deleted_at timestamptz NOT NULL DEFAULT now(),"
     " task_id text NOT NULL,"
@@ -22,11 +22,33 @@ static const char migrate_sql[] =
     " reason text NOT NULL,"
     " key text NOT NULL,"
     " size_bytes bigint,"
-    " worker text NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS clipsweep_audit_key_idx ON %1$s (key);"
-    "CREATE INDEX IF NOT EXISTS clipsweep_audit_task_idx ON %1$s (task_id);"
-    "CREATE INDEX IF NOT EXISTS clipsweep_audit_time_idx ON %1$s "
-    "(deleted_at);";
+    " worker text NOT NULL)";
+
+/* The indexes, named after the table: <table>_key_idx, ... */
+static const char *const indexes[][2] = {
+    {"key", "key"}, {"task", "task_id"}, {"time", "deleted_at"}};
+
+/* Runs sql; on failure says so and returns -1. */
+static int
+run(PGconn *pg, const char *sql, int nparams, const char *const *params,
+    PGresult **out)
+{
+	PGresult *r = PQexecParams(
+	    pg, sql, nparams, NULL, params, NULL, NULL, 0);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK) {
+		fprintf(stderr, "clipsweep: migrate failed: %s",
+		    PQresultErrorMessage(r));
+		PQclear(r);
+		return -1;
+	}
+	if (out != NULL)
+		*out = r;
+	else
+		PQclear(r);
+	return 0;
+}
 
 static int
 migrate_exec(struct client *c, int argc, char **argv)
@@ -34,8 +56,8 @@ migrate_exec(struct client *c, int argc, char **argv)
 	struct config cfg;
 	char	      err[512], *sql;
 	PGconn	     *pg;
-	PGresult     *r;
-	int	      rc = 0;
+	PGresult     *r = NULL;
+	int	      rc;
 
 	if (argc != 1) {
 		int help = strcmp(argv[1], "--help") == 0;
@@ -55,18 +77,40 @@ migrate_exec(struct client *c, int argc, char **argv)
 		config_free(&cfg);
 		return EX_UNAVAILABLE;
 	}
-	sql = xasprintf(migrate_sql, cfg.audit_table);
-	r = PQexec(pg, sql);
+	sql = xasprintf(table_sql, cfg.audit_table);
+	rc = run(pg, sql, 0, NULL, NULL);
 	free(sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		fprintf(stderr, "clipsweep: migrate failed: %s",
-		    PQresultErrorMessage(r));
-		rc = EXIT_NOT_OK;
-	} else
+	if (rc == 0) {
+		const char *p[1] = {cfg.audit_table};
+
+		rc = run(pg,
+		    "SELECT relname FROM pg_class WHERE oid = $1::regclass", 1,
+		    p, &r);
+	}
+	if (rc == 0) {
+		const char *rel = PQgetvalue(r, 0, 0);
+		size_t	    i;
+
+		for (i = 0; rc == 0 && i < nitems(indexes); i++) {
+			char *name = xasprintf("%s_%s_idx", rel, indexes[i][0]);
+			char *q = PQescapeIdentifier(pg, name, strlen(name));
+
+			sql = xasprintf(
+			    "CREATE INDEX IF NOT EXISTS %s ON %s (%s)", q,
+			    cfg.audit_table, indexes[i][1]);
+			rc = run(pg, sql, 0, NULL, NULL);
+			free(sql);
+			PQfreemem(q);
+			free(name);
+		}
+		PQclear(r);
+	}
+	if (rc == 0)
 		printf("the audit table %s is ready (CLIPSWEEP_AUDIT=postgres "
 		       "to use it)\n",
 		    cfg.audit_table);
-	PQclear(r);
+	else
+		rc = EXIT_NOT_OK;
 	PQfinish(pg);
 	config_free(&cfg);
 	return rc;

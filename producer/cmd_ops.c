@@ -11,6 +11,7 @@
  * same moment never loses a message.
  */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -440,15 +441,33 @@ const struct cmd_entry cmd_result_entry = {
 static const char retry_script[] =
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 1 then "
     "redis.call('LPUSH', KEYS[2], ARGV[2]) return 1 end return 0";
-/* Purge: count and delete at once. */
+/*
+ * Purge: the ARGV[1] oldest letters (the right end), at most all of them:
+ * letters that arrive while the operator confirms are not deleted unseen.
+ */
 static const char purge_script[] =
-    "local n = redis.call('LLEN', KEYS[1]) redis.call('DEL', KEYS[1]) "
-    "return n";
+    "local len = redis.call('LLEN', KEYS[1]) "
+    "local n = tonumber(ARGV[1]) if n > len then n = len end "
+    "if n == len then redis.call('DEL', KEYS[1]) "
+    "else redis.call('LTRIM', KEYS[1], 0, len - n - 1) end return n";
 
+/*
+ * The dead letters, oldest first: letters are pushed at the left end, so
+ * "#N" (the Nth oldest) keeps naming the same letter as new ones arrive.
+ */
 static cJSON *
 dead_letters(struct client *c)
 {
-	return call(c, "LRANGE", c->keys.dead, "0", "-1");
+	cJSON *r = call(c, "LRANGE", c->keys.dead, "0", "-1"), *out;
+	int    i;
+
+	if (r == NULL)
+		return NULL;
+	out = cJSON_CreateArray();
+	for (i = cJSON_GetArraySize(r) - 1; i >= 0; i--)
+		cJSON_AddItemToArray(out, cJSON_DetachItemFromArray(r, i));
+	cJSON_Delete(r);
+	return out;
 }
 
 /* The letter with this id, or "#N" for the Nth in `dead list`. */
@@ -613,10 +632,11 @@ dead_exec(struct client *c, int argc, char **argv)
 		return c->exit_code;
 
 	if (strcmp(sub, "purge") == 0) {
-		const char *pargv[4] = {
-		    "EVAL", purge_script, "1", c->keys.dead};
-		long long n = call_int(c, "LLEN", c->keys.dead);
-		cJSON	 *r;
+		long long   n = call_int(c, "LLEN", c->keys.dead);
+		char	    count[24];
+		const char *pargv[5] = {
+		    "EVAL", purge_script, "1", c->keys.dead, count};
+		cJSON *r;
 
 		if (n < 0)
 			return c->exit_code;
@@ -624,7 +644,9 @@ dead_exec(struct client *c, int argc, char **argv)
 			fprintf(stderr, "clipsweep: nothing deleted\n");
 			return EXIT_NOT_OK;
 		}
-		if ((r = client_call(c, 4, pargv)) == NULL)
+		/* --yes: every letter, also those that arrive meanwhile. */
+		snprintf(count, sizeof(count), "%lld", f.yes ? LLONG_MAX : n);
+		if ((r = client_call(c, 5, pargv)) == NULL)
 			return c->exit_code;
 		printf("deleted %.0f dead letter%s\n", cJSON_GetNumberValue(r),
 		    cJSON_GetNumberValue(r) == 1 ? "" : "s");
@@ -791,6 +813,69 @@ const struct cmd_entry cmd_resume_entry = {
 
 /* cancel */
 
+/*
+ * Whether sweep <id> is somewhere a worker will run it: its sharded
+ * state, a retry in the schedule, a queue, or a worker's processing list.
+ * 1 yes, 0 no, -1 Redis failed.
+ */
+static const char known_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 1 then return 1 end "
+    "for i = 2, #KEYS do "
+    "  local items "
+    "  if i == 2 then items = redis.call('ZRANGE', KEYS[i], 0, -1) "
+    "  else items = redis.call('LRANGE', KEYS[i], 0, -1) end "
+    "  for _, m in ipairs(items) do "
+    "    if i == 2 then "
+    "      local tab = string.find(m, '\\t', 1, true) "
+    "      if tab then m = string.sub(m, tab + 1) end "
+    "    end "
+    "    local ok, t = pcall(cjson.decode, m) "
+    "    if ok and type(t) == 'table' and "
+    "       (t.type == 'retention_sweep' or t.type == 'sweep_shard') and "
+    "       (t.id == ARGV[1] or t.sweep_id == ARGV[1]) then return 1 end "
+    "  end "
+    "end return 0";
+
+static int
+sweep_known(struct client *c, const char *id)
+{
+	cJSON	    *queues, *procs, *k, *r;
+	const char **argv;
+	char	    *pattern, *state, nkeys[16];
+	int	     argc = 0, n, rc;
+
+	pattern = xasprintf("%s:queue:*", c->keys.ns);
+	queues = scan_keys(c, pattern);
+	free(pattern);
+	pattern = xasprintf("%s:processing:*", c->keys.ns);
+	procs = queues != NULL ? scan_keys(c, pattern) : NULL;
+	free(pattern);
+	if (queues == NULL || procs == NULL) {
+		cJSON_Delete(queues);
+		return -1;
+	}
+	n = 2 + cJSON_GetArraySize(queues) + cJSON_GetArraySize(procs);
+	argv = xcalloc((size_t)n + 4, sizeof(*argv));
+	state = queue_sweep_key(&c->keys, id);
+	snprintf(nkeys, sizeof(nkeys), "%d", n);
+	argv[argc++] = "EVAL";
+	argv[argc++] = known_script;
+	argv[argc++] = nkeys;
+	argv[argc++] = state;
+	argv[argc++] = c->keys.scheduled;
+	cJSON_ArrayForEach(k, queues) argv[argc++] = k->valuestring;
+	cJSON_ArrayForEach(k, procs) argv[argc++] = k->valuestring;
+	argv[argc++] = id;
+	r = client_call(c, argc, argv);
+	rc = r == NULL ? -1 : cJSON_GetNumberValue(r) == 1 ? 1 : 0;
+	cJSON_Delete(r);
+	free(argv);
+	free(state);
+	cJSON_Delete(queues);
+	cJSON_Delete(procs);
+	return rc;
+}
+
 #define CANCEL_TTL_S "604800" /* as long as results are kept */
 
 static int
@@ -827,6 +912,15 @@ cancel_exec(struct client *c, int argc, char **argv)
 		return EXIT_NOT_OK;
 	}
 	cJSON_Delete(res);
+	if ((rc = sweep_known(c, argv[1])) != 1) {
+		if (rc == 0)
+			fprintf(stderr,
+			    "clipsweep: no sweep '%s' is queued, running or "
+			    "waiting to retry (a typo? `clipsweep stats`)\n",
+			    argv[1]);
+		return rc == 0 ? EXIT_NOT_OK : c->exit_code;
+	}
+	rc = 0;
 	gethostname(host, sizeof(host) - 1);
 	format_time_ms(now_ms(), ts, sizeof(ts));
 	o = cJSON_CreateObject();

@@ -10,8 +10,9 @@ struct db;
  * The audit trail (CLIPSWEEP_AUDIT=postgres): every key a worker is about
  * to delete, with its task, reason and size, written with COPY to the
  * table `clipsweep migrate` made, before the DeleteObjects that deletes it
- * is sent.  The row records the decision: a key whose delete then fails
- * keeps its row, and the task's result lists the failure.
+ * is sent (and before the kill switch is read, last).  The row records the
+ * decision: a key whose delete then fails, or whose batch a cancel then
+ * holds back, keeps its row; the task's result says what was deleted.
  */
 struct audit;
 

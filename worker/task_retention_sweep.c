@@ -64,6 +64,7 @@ static const char refs_sql[] =
     ") r %3$s GROUP BY key ORDER BY key COLLATE \"C\"";
 
 static void sweep_step(struct sweep_run *);
+static void delete_batch_free(struct delete_batch *);
 static void ahead_free(struct sweep_run *);
 static void list_next(struct sweep_run *);
 
@@ -177,14 +178,8 @@ sweep_run_free(struct sweep_run *s)
 	sweep_merge_free(s->m);
 	if (s->cur != NULL)
 		db_cursor_close(s->cur);
-	if (s->batch != NULL) {
-		size_t i;
-		for (i = 0; i < s->batch->n; i++)
-			free(s->batch->keys[i]);
-		free(s->batch->keys);
-		free(s->batch->sizes);
-		free(s->batch);
-	}
+	if (s->batch != NULL)
+		delete_batch_free(s->batch);
 	cJSON_Delete(s->by_prefix);
 	cJSON_Delete(s->samples);
 	cJSON_Delete(s->deleted_sample);
@@ -264,6 +259,9 @@ cancel_reply(struct redis *r, const struct redis_reply *reply, void *arg)
 	struct sweep_run *s = arg;
 
 	s->cancel_pending = 0;
+	/* The worker is shutting down: its other clients are gone. */
+	if (reply == NULL && worker_tearing_down(s->w))
+		return;
 	if (!redis_reply_failed(reply) &&
 	    redis_reply_type(reply) == REDIS_R_INTEGER &&
 	    redis_reply_int(reply) > 0)
@@ -365,10 +363,6 @@ delete_done(void *arg, const struct s3_delete_result *res, size_t n,
 	sweep_step(s);
 }
 
-static void delete_audit(struct delete_batch *);
-/* delete_go()'s verdict once the audit rows are written: send. */
-#define DELETE_AUDITED (-1)
-
 static void
 delete_go(void *arg, int verdict)
 {
@@ -382,8 +376,11 @@ delete_go(void *arg, int verdict)
 		sweep_step(s);
 		return;
 	}
-	if (verdict == GATE_SEND && worker_audit(s->w) != NULL) {
-		delete_audit(b);
+	if (verdict == GATE_SEND && s->stopping) {
+		/* Stopped meanwhile (cancelled, a failure): not sent. */
+		s->deletes_inflight--;
+		delete_batch_free(b);
+		sweep_step(s);
 		return;
 	}
 	if (verdict == GATE_SHUTDOWN) {
@@ -409,7 +406,7 @@ delete_audited(void *arg, const char *error)
 	struct sweep_run    *s = b->s;
 
 	if (error == NULL) {
-		delete_go(b, DELETE_AUDITED);
+		worker_delete_gate(s->w, s->cancel_key, delete_go, b);
 		return;
 	}
 	s->deletes_inflight--;
@@ -438,11 +435,18 @@ delete_audit(struct delete_batch *b)
 	free(rows);
 }
 
-/* Past the kill switch first (worker_delete_gate()). */
+/*
+ * The audit rows first (when the trail is on), then the kill switch and
+ * the cancel key, read last so that a pause or a cancel that lands while
+ * the rows are written still holds the batch back; then DeleteObjects.
+ */
 static void
 delete_send(struct delete_batch *b)
 {
-	worker_delete_gate(b->s->w, b->s->cancel_key, delete_go, b);
+	if (worker_audit(b->s->w) != NULL)
+		delete_audit(b);
+	else
+		worker_delete_gate(b->s->w, b->s->cancel_key, delete_go, b);
 }
 
 static void

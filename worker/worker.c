@@ -397,7 +397,13 @@ worker_audit(struct worker *w)
 	return w->audit;
 }
 
-/* A shared job batch: the kill switch, then the audit trail, then go. */
+int
+worker_tearing_down(const struct worker *w)
+{
+	return w->teardown;
+}
+
+/* A shared job batch on its way: the audit trail, the kill switch, go. */
 struct job_gate {
 	struct worker *w;
 	void (*go)(void *, int);
@@ -424,33 +430,39 @@ job_gate_row(void *arg, const char *key, const char *task_id,
 	g->n++;
 }
 
-static void
-job_gate_audited(void *arg, const char *error)
-{
-	struct job_gate *g = arg;
-
-	if (error != NULL)
-		logkv(LOG_ERROR, "deletes held back: the audit trail failed",
-		    "error", error, (char *)NULL);
-	g->go(g->req, error == NULL && !g->w->teardown);
-	free(g->rows);
-	free(g);
-}
-
+/* Past the kill switch (read last): send, or not. */
 static void
 job_gate_open(void *arg, int verdict)
 {
 	struct job_gate *g = arg;
 
-	if (verdict != GATE_SEND || g->w->audit == NULL) {
-		g->go(g->req, verdict == GATE_SEND);
-		free(g);
-		return;
-	}
-	s3batch_req_keys(g->req, job_gate_row, g);
-	audit_write(g->w->audit, g->rows, g->n, job_gate_audited, g);
+	g->go(g->req, verdict == GATE_SEND);
+	free(g);
 }
 
+static void
+job_gate_audited(void *arg, const char *error)
+{
+	struct job_gate *g = arg;
+
+	free(g->rows);
+	g->rows = NULL;
+	if (error != NULL || g->w->teardown) {
+		if (error != NULL)
+			logkv(LOG_ERROR,
+			    "deletes held back: the audit trail failed",
+			    "error", error, (char *)NULL);
+		job_gate_open(g, GATE_SHUTDOWN);
+		return;
+	}
+	worker_delete_gate(g->w, NULL, job_gate_open, g);
+}
+
+/*
+ * A shared job batch: its audit rows first (when the trail is on), then
+ * the kill switch, read last so that a pause that lands while the rows
+ * are written still holds the batch back.
+ */
 static void
 s3batch_gate(void *arg, void (*go)(void *, int), void *req)
 {
@@ -459,7 +471,12 @@ s3batch_gate(void *arg, void (*go)(void *, int), void *req)
 	g->w = arg;
 	g->go = go;
 	g->req = req;
-	worker_delete_gate(g->w, NULL, job_gate_open, g);
+	if (g->w->audit == NULL) {
+		worker_delete_gate(g->w, NULL, job_gate_open, g);
+		return;
+	}
+	s3batch_req_keys(req, job_gate_row, g);
+	audit_write(g->w->audit, g->rows, g->n, job_gate_audited, g);
 }
 
 /* Shutting down: every batch at the gate is cancelled. */

@@ -102,6 +102,8 @@ void worker_cursor_done(struct worker *);
  * worker shuts down first.  Exactly one call.
  */
 enum { GATE_SHUTDOWN, GATE_SEND, GATE_CANCELLED };
+/* worker_free() has begun: replies now are its clients failing. */
+int worker_tearing_down(const struct worker *);
 /* The audit trail, or NULL when CLIPSWEEP_AUDIT is off. */
 struct audit *worker_audit(struct worker *);
 void	      worker_delete_gate(struct worker *, const char *cancel_key,

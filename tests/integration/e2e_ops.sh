@@ -59,6 +59,7 @@ is "$(wc -l <"$T_TMP/list.txt")" 3 "three lines"
 like "$(cat "$T_TMP/list.txt")" "typo-1" "typo-1 is listed"
 like "$(cat "$T_TMP/list.txt")" "(no id)" "the message without an id too"
 is "$("$CLI" dead list --json | wc -l)" 3 "--json: one object per line"
+like "$("$CLI" dead show '#1')" '"id":	"retry-me"' "dead show '#1' is the oldest letter (retry-me, planted first)"
 "$CLI" dead show typo-1 >"$T_TMP/show.txt" 2>&1
 is "$?" 0 "dead show typo-1 exits 0"
 like "$(cat "$T_TMP/show.txt")" '"code":	"unknown_field"' "and shows its reason"

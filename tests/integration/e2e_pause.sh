@@ -107,9 +107,18 @@ out=$("$CLI" cancel cancel-1 2>&1)
 is "$?" 1 "cancelling a sweep that has ended exits 1"
 like "$out" "has already ended (failed)" "saying how it ended"
 
-# A sharded sweep, cancelled before it starts: every range stops.
-"$CLI" cancel cancel-2 >/dev/null
+out=$("$CLI" cancel no-such-sweep 2>&1)
+is "$?" 1 "cancelling an id no worker has exits 1"
+like "$out" "no sweep 'no-such-sweep' is queued, running or waiting to retry" "saying so"
+is "$(rcli EXISTS "$NS:cancel:no-such-sweep")" 0 "and sets nothing"
+
+# A sharded sweep, held at the switch and cancelled: every range stops.
+rcli SET "$NS:paused" 1 >/dev/null
 rcli LPUSH "$NS:queue:sweeps" '{"type":"retention_sweep","id":"cancel-2","min_age_hours":0,"prefix":"orphans/","force":true,"shards":2}' >/dev/null
+sleep 1
+"$CLI" cancel cancel-2 >"$T_TMP/cancel2.out" 2>&1
+is "$?" 0 "clipsweep cancel of the sharded sweep exits 0"
+rcli DEL "$NS:paused" >/dev/null
 cancelled2() { [ -n "$(rcli GET "$NS:result:cancel-2")" ]; }
 wait_for cancelled2
 ok $? "the sharded sweep ended"
