@@ -163,7 +163,7 @@ static int
 stats_exec(struct client *c, int argc, char **argv)
 {
 	struct ops_flags f;
-	cJSON		*out, *queues, *keys, *k, *r, *workers, *last;
+	cJSON		*out, *queues, *keys = NULL, *k, *r, *workers, *last;
 	double		 now = (double)now_ms(), oldest = -1;
 	long long	 inflight = 0, n;
 	char		*pattern;
@@ -216,6 +216,7 @@ stats_exec(struct client *c, int argc, char **argv)
 		cJSON_Delete(msg);
 	}
 	cJSON_Delete(keys);
+	keys = NULL;
 	if (oldest > 0)
 		cJSON_AddNumberToObject(out, "oldest_task_age_seconds",
 		    (double)(long long)((now - oldest) / 1000.0));
@@ -235,6 +236,7 @@ stats_exec(struct client *c, int argc, char **argv)
 		inflight += n;
 	}
 	cJSON_Delete(keys);
+	keys = NULL;
 	cJSON_AddNumberToObject(out, "in_flight", (double)inflight);
 	if ((n = call_int(c, "ZCARD", c->keys.scheduled)) < 0)
 		goto fail;
@@ -369,6 +371,7 @@ stats_exec(struct client *c, int argc, char **argv)
 	cJSON_Delete(out);
 	return 0;
 fail:
+	cJSON_Delete(keys);
 	cJSON_Delete(out);
 	return c->exit_code != 0 ? c->exit_code : EX_UNAVAILABLE;
 }
