@@ -18,12 +18,7 @@ rounds=${2:-3}
 svc_init
 svc_start_redis
 svc_start_postgres
-build/tests/s3mem/s3mem --listen 127.0.0.1:0 --ready-file "$SVC_DIR/s3mem.port" \
-  --bucket cloud-cube 2>"$SVC_DIR/logs/s3mem.log" &
-S3MEM=$!
-for _ in $(seq 1 100); do [ -s "$SVC_DIR/s3mem.port" ] && break; sleep 0.05; done
-S3PORT=$(cat "$SVC_DIR/s3mem.port")
-trap 'kill $S3MEM 2>/dev/null || true' EXIT
+bench_s3mem
 
 export CLIPSWEEP_REDIS_URL=$REDIS_URL CLIPSWEEP_DATABASE_URL=$DATABASE_URL
 export CLOUDCUBE_ACCESS_KEY_ID=bench CLOUDCUBE_SECRET_ACCESS_KEY=bench

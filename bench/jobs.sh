@@ -34,15 +34,9 @@ done
 svc_init
 svc_start_redis >/dev/null
 svc_start_postgres >/dev/null
-S3LOG=$SVC_DIR/logs/s3mem.log
 # The server checks every request's signature, as a real one does.
 AK=benchkey SK=bench-secret
-build/tests/s3mem/s3mem --listen 127.0.0.1:0 --ready-file "$SVC_DIR/s3mem.port" \
-  --access-key "$AK" --secret-key "$SK" --bucket cloud-cube 2>"$S3LOG" &
-S3MEM=$!
-for _ in $(seq 1 100); do [ -s "$SVC_DIR/s3mem.port" ] && break; sleep 0.05; done
-S3URL="http://127.0.0.1:$(cat "$SVC_DIR/s3mem.port")"
-trap 'kill $S3MEM 2>/dev/null || true' EXIT
+bench_s3mem --access-key "$AK" --secret-key "$SK"
 
 export CLIPSWEEP_REDIS_URL=$REDIS_URL CLIPSWEEP_DATABASE_URL=$DATABASE_URL
 export CLOUDCUBE_ACCESS_KEY_ID=$AK CLOUDCUBE_SECRET_ACCESS_KEY=$SK

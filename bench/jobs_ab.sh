@@ -15,12 +15,7 @@ N=${2:-20000} C=${3:-256} ROUNDS=${4:-2}
 svc_init
 svc_start_redis >/dev/null
 svc_start_postgres >/dev/null
-build/tests/s3mem/s3mem --listen 127.0.0.1:0 --ready-file "$SVC_DIR/s3mem.port" \
-  --bucket cloud-cube 2>"$SVC_DIR/logs/s3mem.log" &
-S3MEM=$!
-trap 'kill $S3MEM 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do [ -s "$SVC_DIR/s3mem.port" ] && break; sleep 0.05; done
-S3URL="http://127.0.0.1:$(cat "$SVC_DIR/s3mem.port")"
+bench_s3mem
 export CLIPSWEEP_REDIS_URL=$REDIS_URL CLIPSWEEP_DATABASE_URL=$DATABASE_URL
 export CLOUDCUBE_ACCESS_KEY_ID=bench CLOUDCUBE_SECRET_ACCESS_KEY=bench
 export CLOUDCUBE_URL=$S3URL/cloud-cube/cube CLIPSWEEP_LOG_LEVEL=warn

@@ -724,6 +724,30 @@ dead_exec(struct client *c, int argc, char **argv)
 
 /* pause, resume */
 
+/*
+ * What an operator's switch holds: {"at", "by": "user@host"[, "reason"]},
+ * as text for SET; cJSON_free() it.
+ */
+static char *
+operator_stamp(const char *reason)
+{
+	const char *user = getenv("USER");
+	char	    host[256] = "", ts[40], *by, *text;
+	cJSON	   *o = cJSON_CreateObject();
+
+	gethostname(host, sizeof(host) - 1);
+	format_time_ms(now_ms(), ts, sizeof(ts));
+	cJSON_AddStringToObject(o, "at", ts);
+	by = xasprintf("%s@%s", user != NULL ? user : "?", host);
+	cJSON_AddStringToObject(o, "by", by);
+	free(by);
+	if (reason != NULL)
+		cJSON_AddStringToObject(o, "reason", reason);
+	text = cJSON_PrintUnformatted(o);
+	cJSON_Delete(o);
+	return text;
+}
+
 static int
 pause_exec(struct client *c, int argc, char **argv)
 {
@@ -733,9 +757,8 @@ pause_exec(struct client *c, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	const char *reason = NULL, *argv2[3];
-	char	    host[256] = "", ts[40], *text;
-	const char *user = getenv("USER");
-	cJSON	   *o, *r;
+	char	   *text;
+	cJSON	   *r;
 	int	    ch;
 
 	optind = 1;
@@ -756,17 +779,7 @@ pause_exec(struct client *c, int argc, char **argv)
 	}
 	if (client_connect(c) != 0)
 		return c->exit_code;
-	gethostname(host, sizeof(host) - 1);
-	format_time_ms(now_ms(), ts, sizeof(ts));
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "at", ts);
-	text = xasprintf("%s@%s", user != NULL ? user : "?", host);
-	cJSON_AddStringToObject(o, "by", text);
-	free(text);
-	if (reason != NULL)
-		cJSON_AddStringToObject(o, "reason", reason);
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	text = operator_stamp(reason);
 	argv2[0] = "SET";
 	argv2[1] = c->keys.paused;
 	argv2[2] = text;
@@ -885,9 +898,8 @@ static int
 cancel_exec(struct client *c, int argc, char **argv)
 {
 	const char *argv2[5];
-	char	    host[256] = "", ts[40], *key, *text;
-	const char *user = getenv("USER");
-	cJSON	   *o, *r, *res;
+	char	   *key, *text;
+	cJSON	   *r, *res;
 	int	    rc = 0;
 
 	if (argc != 2 || argv[1][0] == '-') {
@@ -924,15 +936,7 @@ cancel_exec(struct client *c, int argc, char **argv)
 		return rc == 0 ? EXIT_NOT_OK : c->exit_code;
 	}
 	rc = 0;
-	gethostname(host, sizeof(host) - 1);
-	format_time_ms(now_ms(), ts, sizeof(ts));
-	o = cJSON_CreateObject();
-	cJSON_AddStringToObject(o, "at", ts);
-	text = xasprintf("%s@%s", user != NULL ? user : "?", host);
-	cJSON_AddStringToObject(o, "by", text);
-	free(text);
-	text = cJSON_PrintUnformatted(o);
-	cJSON_Delete(o);
+	text = operator_stamp(NULL);
 	key = queue_cancel_key(&c->keys, argv[1]);
 	argv2[0] = "SET";
 	argv2[1] = key;
