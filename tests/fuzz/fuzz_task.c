@@ -3,13 +3,15 @@
  *
  * Invariants checked, beyond not crashing or leaking:
  *  - an accepted message was at most 64 KiB of valid UTF-8 without NUL;
- *  - an accepted task has an id of 1 to 128 printable bytes, a type whose
+ *  - an accepted task has an id of 1 to 128 printable bytes (144 for a
+ *    sweep_shard, whose id is its sweep's plus a suffix), a type whose
  *    name matches, a job_id (1 to 128 printable bytes) exactly when it is
  *    a job_cleanup, numbers in their documented ranges and a prefix that
  *    key_unsafe_reason() accepts;
  *  - an accepted task, written back as JSON, parses to the same task;
  *  - a rejection has a documented code, a non-empty UTF-8 message and an
- *    id that is empty or printable, and leaves nothing allocated in t;
+ *    id that is empty or printable (at most 144 bytes: the message may be
+ *    a sweep_shard's), and leaves nothing allocated in t;
  *  - parsing is deterministic: the same input twice gives the same answer.
  */
 #include <math.h>
@@ -108,7 +110,8 @@ check_accepted(const uint8_t *data, size_t size, const struct task *t)
 	FUZZ_CHECK(size <= TASK_MAX_BYTES);
 	FUZZ_CHECK(memchr(data, '\0', size) == NULL);
 	FUZZ_CHECK(utf8_valid((const char *)data, size));
-	FUZZ_CHECK(printable(t->id, TASK_ID_MAX));
+	FUZZ_CHECK(printable(t->id,
+	    t->type == TASK_SWEEP_SHARD ? TASK_SHARD_ID_MAX : TASK_ID_MAX));
 	FUZZ_CHECK(!t->id_assigned || strlen(t->id) == 36);
 	FUZZ_CHECK(same_str(t->type_name, task_type_name(t->type)));
 	FUZZ_CHECK(t->dry_run == 0 || t->dry_run == 1);
@@ -191,7 +194,7 @@ check_rejected(const struct task *t, const struct task_error *err)
 	FUZZ_CHECK(known_code(err->code));
 	FUZZ_CHECK(err->message[0] != '\0');
 	FUZZ_CHECK(utf8_valid(err->message, strlen(err->message)));
-	FUZZ_CHECK(err->id[0] == '\0' || printable(err->id, TASK_ID_MAX));
+	FUZZ_CHECK(err->id[0] == '\0' || printable(err->id, TASK_SHARD_ID_MAX));
 	FUZZ_CHECK(
 	    t->job_id == NULL && t->prefix == NULL && t->enqueued_at == NULL);
 }
