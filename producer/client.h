@@ -98,6 +98,10 @@ void client_print_result(struct client *, const struct cJSON *);
 /* A count for people, "1,234,567" ("?" when not a count); returns out. */
 const char *client_fmt_count(double, char *out, size_t len);
 
+/* The string field name of o, or none when it is absent or not a string. */
+const char *client_str_field(
+    const struct cJSON *o, const char *name, const char *none);
+
 /* A "status" that ends a task (ok, partial, failed, refused). */
 int result_status_final(const char *);
 

@@ -27,6 +27,11 @@
 
 #define LAST_RESULTS_SCAN "500" /* results:log entries read by stats */
 
+/* The options a command allows (ops_options()). */
+#define OPT_JSON 0x1
+#define OPT_YES	 0x2
+#define OPT_ALL	 0x4
+
 /* Parse "--json" (and "--yes", "--all" where allowed); -1 on a bad option. */
 struct ops_flags {
 	int json, yes, all;
@@ -52,11 +57,11 @@ ops_options(
 			printf("usage: clipsweep %s\n", usage);
 			exit(0);
 		}
-		if (ch == 'j' && (allow & 1))
+		if (ch == 'j' && (allow & OPT_JSON))
 			f->json = 1;
-		else if (ch == 'y' && (allow & 2))
+		else if (ch == 'y' && (allow & OPT_YES))
 			f->yes = 1;
-		else if (ch == 'a' && (allow & 4))
+		else if (ch == 'a' && (allow & OPT_ALL))
 			f->all = 1;
 		else {
 			if (ch != '?')
@@ -69,15 +74,6 @@ ops_options(
 		}
 	}
 	return 0;
-}
-
-static const char *
-field(const cJSON *o, const char *name, const char *none)
-{
-	const char *s = cJSON_GetStringValue(
-	    cJSON_GetObjectItemCaseSensitive(o, name));
-
-	return s != NULL ? s : none;
 }
 
 static void
@@ -169,7 +165,7 @@ stats_exec(struct client *c, int argc, char **argv)
 	char		*pattern;
 	size_t		 plen = strlen(c->keys.ns);
 
-	if (ops_options(argc, argv, 1, &f, "stats [--json]") != 0 ||
+	if (ops_options(argc, argv, OPT_JSON, &f, "stats [--json]") != 0 ||
 	    optind != argc)
 		return EX_USAGE;
 	if (client_connect(c) != 0)
@@ -330,9 +326,10 @@ stats_exec(struct client *c, int argc, char **argv)
 		printf("namespace         %s\n", c->keys.ns);
 		if (cJSON_IsObject(p))
 			printf("PAUSED            since %s by %s%s%s\n",
-			    field(p, "at", "?"), field(p, "by", "?"),
+			    client_str_field(p, "at", "?"),
+			    client_str_field(p, "by", "?"),
 			    cJSON_HasObjectItem(p, "reason") ? ": " : "",
-			    field(p, "reason", ""));
+			    client_str_field(p, "reason", ""));
 		else if (!cJSON_IsNull(p))
 			printf(
 			    "PAUSED            (%s is set)\n", c->keys.paused);
@@ -391,7 +388,7 @@ result_exec(struct client *c, int argc, char **argv)
 	cJSON		*r, *res;
 	char		*key;
 
-	if (ops_options(argc, argv, 1, &f, "result ID [--json]") != 0)
+	if (ops_options(argc, argv, OPT_JSON, &f, "result ID [--json]") != 0)
 		return EX_USAGE;
 	if (optind + 1 != argc) {
 		fprintf(stderr, "usage: clipsweep result ID [--json]\n");
@@ -610,9 +607,9 @@ dead_exec(struct client *c, int argc, char **argv)
 		return EX_USAGE;
 	}
 	if (ops_options(argc - 1, argv + 1,
-		strcmp(sub, "list") == 0	? 1
-		    : strcmp(sub, "retry") == 0 ? 4
-		    : strcmp(sub, "purge") == 0 ? 2
+		strcmp(sub, "list") == 0	? OPT_JSON
+		    : strcmp(sub, "retry") == 0 ? OPT_ALL
+		    : strcmp(sub, "purge") == 0 ? OPT_YES
 						: 0,
 		&f, DEAD_USAGE) != 0)
 		return EX_USAGE;
@@ -672,9 +669,10 @@ dead_exec(struct client *c, int argc, char **argv)
 			}
 			reason = cJSON_GetObjectItemCaseSensitive(d, "reason");
 			printf("#%-4d %-38s %-24s %-20s %s\n", i,
-			    field(d, "id", "(no id)"), field(d, "dead_at", "?"),
-			    field(reason, "code", "?"),
-			    field(reason, "message", ""));
+			    client_str_field(d, "id", "(no id)"),
+			    client_str_field(d, "dead_at", "?"),
+			    client_str_field(reason, "code", "?"),
+			    client_str_field(reason, "message", ""));
 			cJSON_Delete(d);
 		}
 		if (!f.json && i == 0)
@@ -918,11 +916,11 @@ cancel_exec(struct client *c, int argc, char **argv)
 		return c->exit_code;
 	res = cJSON_IsString(r) ? cJSON_Parse(r->valuestring) : NULL;
 	cJSON_Delete(r);
-	if (result_status_final(field(res, "status", ""))) {
+	if (result_status_final(client_str_field(res, "status", ""))) {
 		fprintf(stderr,
 		    "clipsweep: '%s' has already ended (%s); nothing to "
 		    "cancel\n",
-		    argv[1], field(res, "status", "?"));
+		    argv[1], client_str_field(res, "status", "?"));
 		cJSON_Delete(res);
 		return EXIT_NOT_OK;
 	}

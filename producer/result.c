@@ -22,12 +22,18 @@ result_status_final(const char *s)
 		strcmp(s, "failed") == 0 || strcmp(s, "refused") == 0);
 }
 
-static const char *
-str_field(const cJSON *o, const char *name)
+const char *
+client_str_field(const cJSON *o, const char *name, const char *none)
 {
 	const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, name);
 
-	return cJSON_IsString(v) ? v->valuestring : NULL;
+	return cJSON_IsString(v) ? v->valuestring : none;
+}
+
+static const char *
+str_field(const cJSON *o, const char *name)
+{
+	return client_str_field(o, name, NULL);
 }
 
 static int
