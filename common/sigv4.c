@@ -12,7 +12,7 @@
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
 
 #include "log.h"
 #include "sigv4.h"
@@ -450,15 +450,53 @@ valid_payload_hash(const char *s)
 	return i == 64;
 }
 
+/*
+ * OpenSSL 3 looks an algorithm up by name on every EVP_sha256() or HMAC()
+ * call; a signature needs two of each, so each thread fetches SHA-256,
+ * MD5 and an HMAC-SHA256 context once and keeps them.
+ */
+static _Thread_local struct {
+	EVP_MD	    *sha256;
+	EVP_MD	    *md5;
+	EVP_MAC_CTX *hmac;
+} algs;
+
+static const EVP_MD *
+alg_digest(EVP_MD **slot, const char *name)
+{
+	if (*slot == NULL && (*slot = EVP_MD_fetch(NULL, name, NULL)) == NULL)
+		fatal("%s is not available (FIPS provider?)", name);
+	return *slot;
+}
+
 static int
 hmac_sha256(const void *key, size_t keylen, const void *data, size_t n,
     unsigned char out[32])
 {
-	unsigned int outlen = 32;
+	size_t outlen = 0;
 
-	if (HMAC(EVP_sha256(), key, (int)keylen, data, n, out, &outlen) ==
-		NULL ||
-	    outlen != 32)
+	if (algs.hmac == NULL) {
+		EVP_MAC	    *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+		OSSL_PARAM   params[2];
+		EVP_MAC_CTX *ctx;
+
+		if (mac == NULL)
+			return -EIO;
+		ctx = EVP_MAC_CTX_new(mac);
+		EVP_MAC_free(mac); /* the context holds a reference */
+		params[0] = OSSL_PARAM_construct_utf8_string(
+		    "digest", (char *)"SHA256", 0);
+		params[1] = OSSL_PARAM_construct_end();
+		if (ctx == NULL || EVP_MAC_CTX_set_params(ctx, params) != 1) {
+			EVP_MAC_CTX_free(ctx);
+			return -EIO;
+		}
+		algs.hmac = ctx;
+	}
+	/* A new key restarts the context; the digest stays. */
+	if (EVP_MAC_init(algs.hmac, key, keylen, NULL) != 1 ||
+	    EVP_MAC_update(algs.hmac, data, n) != 1 ||
+	    EVP_MAC_final(algs.hmac, out, &outlen, 32) != 1 || outlen != 32)
 		return -EIO;
 	return 0;
 }
@@ -618,7 +656,8 @@ sha256_hex(const void *p, size_t n, char out[65])
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int  len = 0;
 
-	if (EVP_Digest(n > 0 ? p : "", n, md, &len, EVP_sha256(), NULL) != 1 ||
+	if (EVP_Digest(n > 0 ? p : "", n, md, &len,
+		alg_digest(&algs.sha256, "SHA256"), NULL) != 1 ||
 	    len != 32)
 		fatal("SHA-256 is not available");
 	hex_encode(md, 32, out);
@@ -631,7 +670,8 @@ md5_base64(const void *p, size_t n, char out[25])
 	unsigned int  len = 0;
 
 	/* MD5 is missing under a FIPS-only provider; Content-MD5 needs it. */
-	if (EVP_Digest(n > 0 ? p : "", n, md, &len, EVP_md5(), NULL) != 1 ||
+	if (EVP_Digest(n > 0 ? p : "", n, md, &len,
+		alg_digest(&algs.md5, "MD5"), NULL) != 1 ||
 	    len != 16)
 		fatal("MD5 is not available (FIPS provider?)");
 	EVP_EncodeBlock((unsigned char *)out, md, 16);
