@@ -406,6 +406,72 @@ out:
 	return rc;
 }
 
+/*
+ * file:///srv/app/media: the directory /srv/app/media, whose name plays
+ * the cube prefix ("media/").  The path is used as given (symbolic links
+ * in it are the administrator's); below it nothing follows one.
+ */
+int
+volume_url_parse(
+    const char *url, struct storage_url *s, char *err, size_t errlen)
+{
+	CURLU	   *u = curl_url();
+	char	   *path = NULL, *host = NULL, *query = NULL;
+	const char *why, *last;
+	size_t	    n;
+	int	    rc = -1;
+
+	memset(s, 0, sizeof(*s));
+	if (curl_url_set(u, CURLUPART_URL, url, CURLU_PATH_AS_IS) !=
+		CURLUE_OK ||
+	    (s->scheme = url_part(u, CURLUPART_SCHEME, 0)) == NULL ||
+	    strcmp(s->scheme, "file") != 0) {
+		seterr(err, errlen,
+		    "CLIPSWEEP_STORAGE_URL is not a valid file:// URL "
+		    "(file:///path: a volume must be local)");
+		goto out;
+	}
+	host = url_part(u, CURLUPART_HOST, 0);
+	if (host != NULL && *host != '\0' && strcmp(host, "localhost") != 0) {
+		seterr(err, errlen,
+		    "CLIPSWEEP_STORAGE_URL names host '%s': a volume must be "
+		    "local (file:///path)",
+		    host);
+		goto out;
+	}
+	if ((query = url_part(u, CURLUPART_QUERY, 0)) != NULL) {
+		seterr(
+		    err, errlen, "CLIPSWEEP_STORAGE_URL must not have a query");
+		goto out;
+	}
+	path = url_part(u, CURLUPART_PATH, CURLU_URLDECODE);
+	n = path != NULL ? strlen(path) : 0;
+	while (n > 1 && path[n - 1] == '/')
+		path[--n] = '\0';
+	if (n < 2 || path[0] != '/' ||
+	    (why = key_unsafe_reason(path + 1, n - 1)) != NULL) {
+		seterr(err, errlen,
+		    "CLIPSWEEP_STORAGE_URL must name a directory below / "
+		    "(file:///srv/app/media)%s%s",
+		    n >= 2 ? ": " : "", n >= 2 && path[0] == '/' ? why : "");
+		goto out;
+	}
+	last = strrchr(path, '/') + 1;
+	s->volume = xstrdup(path);
+	s->prefix = xasprintf("%s/", last);
+	s->region = xstrdup("local");
+	s->redacted = xasprintf("file://%s", path);
+	rc = 0;
+out:
+	free(path);
+	free(host);
+	free(query);
+	curl_url_cleanup(u);
+	if (rc != 0)
+		storage_url_free(s);
+	return rc;
+}
+
 void
 storage_url_free(struct storage_url *s)
 {
@@ -416,6 +482,7 @@ storage_url_free(struct storage_url *s)
 	free(s->prefix);
 	free(s->region);
 	free(s->redacted);
+	free(s->volume);
 	memset(s, 0, sizeof(*s));
 }
 
@@ -701,9 +768,20 @@ static int
 config_storage(struct config *c, char *err, size_t errlen)
 {
 	const char *url = env2("CLOUDCUBE_URL", NULL);
+	const char *vol = env2("CLIPSWEEP_STORAGE_URL", NULL);
 
+	if (vol != NULL) {
+		/* One storage, named once: both set is a mistake. */
+		if (url != NULL)
+			return seterr(err, errlen,
+			    "CLIPSWEEP_STORAGE_URL and CLOUDCUBE_URL are both "
+			    "set; set one");
+		return volume_url_parse(vol, &c->storage, err, errlen);
+	}
 	if (url == NULL)
-		return seterr(err, errlen, "CLOUDCUBE_URL is not set");
+		return seterr(err, errlen,
+		    "CLOUDCUBE_URL is not set (or CLIPSWEEP_STORAGE_URL "
+		    "for a local volume)");
 	if (env_secret("CLOUDCUBE_ACCESS_KEY_ID", &c->access_key_id, err,
 		errlen) != 0 ||
 	    env_secret("CLOUDCUBE_SECRET_ACCESS_KEY", &c->secret_access_key,

@@ -28,6 +28,7 @@ struct storage_url {
 	char *host_header; /* host[:port] as sent */
 	char *bucket;
 	char *prefix; /* the cube prefix, always ending in '/' */
+	char *volume; /* file://: the directory; NULL for S3 */
 	int   virtual_hosted;
 	char *region;
 	char *redacted;
@@ -65,8 +66,11 @@ int redis_url_parse(
     const char *, struct redis_url *, char *, size_t) MUST_CHECK;
 void redis_url_free(struct redis_url *);
 
-int  storage_url_parse(const char *, const char *region, struct storage_url *,
-     char *, size_t) MUST_CHECK;
+int storage_url_parse(const char *, const char *region, struct storage_url *,
+    char *, size_t) MUST_CHECK;
+/* CLIPSWEEP_STORAGE_URL=file:///dir: the volume dir, its name the prefix. */
+int volume_url_parse(
+    const char *, struct storage_url *, char *, size_t) MUST_CHECK;
 void storage_url_free(struct storage_url *);
 
 /* Quote "name" or "schema.name" as a safe SQL identifier; NULL if invalid. */

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "fsvol.h"
 #include "http.h"
 #include "log.h"
 #include "s3.h"
@@ -67,6 +68,7 @@ struct s3_op {
 	size_t		     nkeys;
 
 	struct s3_error early; /* why it was refused */
+	struct fs_req  *fsr;   /* on a local volume */
 
 	char	     *body; /* kept for a retry */
 	size_t	      body_len;
@@ -80,7 +82,8 @@ TAILQ_HEAD(s3_op_list, s3_op);
 
 struct s3_client {
 	struct event_base *base;
-	struct http	  *http;
+	struct http	  *http;   /* NULL on a local volume */
+	struct fsvol	  *fs;	   /* file://, else NULL */
 	char		  *origin; /* scheme://host[:port] */
 	char		  *host_header;
 	char		  *bucket_path; /* "/bucket", or "" */
@@ -105,7 +108,8 @@ struct s3_client {
 };
 
 struct s3_list_page {
-	const struct s3xml_list *x;
+	const struct s3xml_list *x;  /* from S3 */
+	const struct fs_req	*fs; /* from a local volume */
 };
 
 static void s3_really_free(struct s3_client *);
@@ -113,24 +117,35 @@ static void s3_really_free(struct s3_client *);
 size_t
 s3_list_page_count(const struct s3_list_page *p)
 {
+	if (p->fs != NULL)
+		return p->fs->nobjs;
 	return s3xml_list_count(p->x);
 }
 
 const struct s3_object *
 s3_list_page_object(const struct s3_list_page *p, size_t i)
 {
+	if (p->fs != NULL)
+		return &p->fs->objs[i];
 	return s3xml_list_object(p->x, i);
 }
 
 int
 s3_list_page_truncated(const struct s3_list_page *p)
 {
+	if (p->fs != NULL)
+		return p->fs->truncated;
 	return s3xml_list_is_truncated(p->x);
 }
 
 const char *
 s3_list_page_next_token(const struct s3_list_page *p)
 {
+	/* A volume's listing goes on after the last key it gave. */
+	if (p->fs != NULL)
+		return p->fs->truncated && p->fs->nobjs > 0
+		    ? p->fs->objs[p->fs->nobjs - 1].key
+		    : NULL;
 	return s3xml_list_next_token(p->x);
 }
 
@@ -143,6 +158,14 @@ s3_client_prefix(const struct s3_client *c)
 int
 s3_client_inflight(const struct s3_client *c)
 {
+	int n = 0;
+
+	if (c->http == NULL) {
+		const struct s3_op *op;
+		TAILQ_FOREACH(op, &c->live, entry)
+		n++;
+		return n;
+	}
 	return http_inflight(c->http);
 }
 
@@ -155,13 +178,15 @@ s3_client_requests(const struct s3_client *c)
 void
 s3_client_set_rate(struct s3_client *c, double per_second)
 {
-	http_set_rate(c->http, per_second);
+	if (c->http != NULL)
+		http_set_rate(c->http, per_second);
 }
 
 void
 s3_client_set_limits(struct s3_client *c, int timeout_ms, int max_inflight)
 {
-	http_set_limits(c->http, timeout_ms, 0, max_inflight);
+	if (c->http != NULL)
+		http_set_limits(c->http, timeout_ms, 0, max_inflight);
 }
 
 void
@@ -195,7 +220,7 @@ s3_client_retry_quota(const struct s3_client *c)
 int
 s3_client_window(const struct s3_client *c)
 {
-	return http_window(c->http);
+	return c->http != NULL ? http_window(c->http) : 1;
 }
 
 static void PRINTF_LIKE(5, 6) s3_error_set(struct s3_error *err, int status,
@@ -309,6 +334,7 @@ s3_op_free(struct s3_op *op)
 	s3xml_list_free(op->list);
 	s3xml_delete_free(op->del);
 	free(op->body);
+	fs_req_free(op->fsr);
 	if (op->retry_ev != NULL)
 		event_free(op->retry_ev);
 	for (i = 0; i < op->nkeys; i++)
@@ -944,9 +970,176 @@ s3_submit(struct s3_op *op)
 }
 
 /* Hand op to http.c; the body, if any, is kept for retries. */
+/*
+ * A local volume's errno as an S3 error.  Transient: what a busy or
+ * remounting volume (NFS too) says and may not say again.
+ */
+static void
+s3_fs_error(const struct s3_op *op, const struct fs_req *r, struct s3_error *e)
+{
+	const char *name = strerrorname_np(r->err);
+	const char *code = r->err == ECANCELED ? "cancelled"
+	    : name != NULL		       ? name
+					       : "fs_error";
+	int	    t;
+
+	switch (r->err) {
+	case EAGAIN:
+	case EINTR:
+	case EIO:
+	case EBUSY:
+	case ESTALE:
+	case ETIMEDOUT:
+	case ENOMEM:
+	case EMFILE:
+	case ENFILE:
+	case ECANCELED:
+		t = 1;
+		break;
+	default:
+		/* The volume directory itself missing: not mounted yet. */
+		t = strcmp(r->err_path, ".") == 0;
+	}
+	if (strcmp(r->err_path, ".") == 0)
+		s3_error_set(e, 0, t, code,
+		    "%s: %s of the volume directory: %s", op->what, r->err_call,
+		    strerror(r->err));
+	else
+		s3_error_set(e, 0, t, code, "%s: %s of '%s' in the volume: %s",
+		    op->what, r->err_call, r->err_path, strerror(r->err));
+}
+
+static void
+s3_fs_deleted(struct s3_op *op, const struct fs_req *r)
+{
+	struct s3_delete_result *out;
+	char		       **msgs;
+	size_t			 i;
+
+	out = xcalloc(op->nkeys, sizeof(*out));
+	msgs = xcalloc(op->nkeys, sizeof(*msgs));
+	for (i = 0; i < op->nkeys; i++) {
+		int e = r->errs[i];
+
+		out[i].key = op->keys[i];
+		out[i].deleted = e == 0;
+		if (e == 0)
+			continue;
+		out[i].code = strerrorname_np(e) ? strerrorname_np(e)
+						 : "fs_error";
+		msgs[i] = xasprintf("not removed: %s",
+		    e == ELOOP	      ? "a symbolic link is not an object"
+			: e == EISDIR ? "not a regular file"
+				      : strerror(e));
+		out[i].message = msgs[i];
+	}
+	op->cb.del(op->arg, out, op->nkeys, NULL);
+	for (i = 0; i < op->nkeys; i++)
+		free(msgs[i]);
+	free(msgs);
+	free(out);
+}
+
+/* fs_done_cb: a local volume's answer, given as S3's would be. */
+static void
+s3_fs_done(void *arg, struct fs_req *r)
+{
+	static const char *const names[] = {
+	    [S3_OP_HEAD] = "head",
+	    [S3_OP_PUT] = "put",
+	    [S3_OP_LIST] = "list",
+	    [S3_OP_DELETE] = "delete",
+	};
+	struct s3_op	   *op = arg;
+	struct s3_client   *c = op->client;
+	struct s3_list_page page;
+	struct s3_object    obj;
+	struct s3_error	    err;
+
+	if (c == NULL) { /* already told: cancelled */
+		s3_op_free(op);
+		return;
+	}
+	TAILQ_REMOVE(&c->live, op, entry);
+	if (c->observe != NULL && r->err != ECANCELED)
+		c->observe(c->observe_arg, names[op->kind],
+		    r->err != 0				      ? 500
+			: op->kind == S3_OP_HEAD && !r->found ? 404
+							      : 200);
+	c->busy++;
+	if (r->err != 0) {
+		s3_fs_error(op, r, &err);
+		s3_op_fail(op, &err);
+	} else
+		switch (op->kind) {
+		case S3_OP_HEAD:
+			memset(&obj, 0, sizeof(obj));
+			obj.key = op->key;
+			obj.key_len = strlen(op->key);
+			obj.size = r->size;
+			obj.last_modified_ms = r->mtime_ms;
+			op->cb.head(
+			    op->arg, r->found, r->found ? &obj : NULL, NULL);
+			break;
+		case S3_OP_PUT:
+			op->cb.put(op->arg, NULL);
+			break;
+		case S3_OP_LIST:
+			page.x = NULL;
+			page.fs = r;
+			op->cb.list(op->arg, &page, NULL);
+			break;
+		case S3_OP_DELETE:
+			s3_fs_deleted(op, r);
+			break;
+		}
+	s3_op_free(op);
+	s3_leave(c);
+}
+
+/* Hand op to the volume's threads instead of http.c. */
+static int
+s3_fs_send(struct s3_op *op, const void *body, size_t len)
+{
+	struct s3_client *c = op->client;
+	struct fs_req	 *r = op->fsr;
+	size_t		  i;
+
+	if (r == NULL)
+		r = op->fsr = xcalloc(1, sizeof(*r));
+	switch (op->kind) {
+	case S3_OP_HEAD:
+		r->kind = FS_HEAD;
+		r->key = xstrdup(op->key);
+		break;
+	case S3_OP_PUT:
+		r->kind = FS_PUT;
+		r->key = xstrdup(op->key);
+		r->body = xmalloc(len > 0 ? len : 1);
+		memcpy(r->body, body, len);
+		r->len = len;
+		break;
+	case S3_OP_LIST:
+		break; /* set up by s3_list() */
+	case S3_OP_DELETE:
+		r->kind = FS_DELETE;
+		r->keys = xcalloc(op->nkeys, sizeof(*r->keys));
+		for (i = 0; i < op->nkeys; i++)
+			r->keys[r->nkeys++] = xstrdup(op->keys[i]);
+		break;
+	}
+	op->attempt++;
+	c->nrequests++;
+	TAILQ_INSERT_TAIL(&c->live, op, entry);
+	fsvol_submit(c->fs, r, s3_fs_done, op);
+	return 0;
+}
+
 static int
 s3_send(struct s3_op *op, const void *body, size_t len, http_sink_cb *sink)
 {
+	if (op->client->fs != NULL)
+		return s3_fs_send(op, body, len);
 	if (body != NULL) {
 		op->body = xmalloc(len > 0 ? len : 1);
 		memcpy(op->body, body, len);
@@ -995,6 +1188,7 @@ s3_put(struct s3_client *c, const char *key, const void *body, size_t len,
 	if ((code = s3_key_refusal(c, key, &why)) != NULL)
 		return s3_refuse(op, code, "%s: refused: %s", op->what, why);
 	op->method = "PUT";
+	op->key = xstrdup(key);
 	op->path = s3_object_path(c, key);
 	op->content_type = xstrdup(
 	    content_type != NULL ? content_type : "application/octet-stream");
@@ -1052,6 +1246,17 @@ s3_list(struct s3_client *c, const char *prefix, const char *token,
 	op->list_prefix = xstrdup(prefix);
 	op->path = s3_bucket_path(c);
 	op->query = s3_list_query(prefix, token, start_after, max_keys);
+	if (c->fs != NULL) {
+		op->fsr = xcalloc(1, sizeof(*op->fsr));
+		op->fsr->kind = FS_LIST;
+		op->fsr->prefix = xstrdup(prefix);
+		op->fsr->max_keys = max_keys;
+		op->fsr->fresh = token == NULL;
+		if (token != NULL || start_after != NULL)
+			op->fsr->after = xstrdup(
+			    token != NULL ? token : start_after);
+		return s3_send(op, NULL, 0, NULL);
+	}
 	op->list = s3xml_list_create();
 	sha256_hex("", 0, op->payload_hash);
 	return s3_send(op, NULL, 0, s3_list_sink);
@@ -1129,6 +1334,8 @@ s3_delete_objects(struct s3_client *c, const char *const *keys, size_t n,
 	op->keys = xcalloc(n, sizeof(*op->keys));
 	for (i = 0; i < n; i++)
 		op->keys[op->nkeys++] = xstrdup(keys[i]);
+	if (c->fs != NULL)
+		return s3_send(op, NULL, 0, NULL);
 	op->content_type = xstrdup("application/xml");
 	body = s3_delete_body(keys, n);
 	md5_base64(body, strlen(body), op->content_md5);
@@ -1147,6 +1354,18 @@ s3_client_new(struct event_base *base, const struct storage_url *u,
 
 	c = xcalloc(1, sizeof(*c));
 	c->base = base;
+	TAILQ_INIT(&c->deferred);
+	TAILQ_INIT(&c->live);
+	TAILQ_INIT(&c->waiting);
+	if ((c->defer_ev = event_new(base, -1, 0, s3_defer_cb, c)) == NULL)
+		fatal("cannot create the S3 client's event");
+	c->prefix = xstrdup(u->prefix);
+	c->max_attempts = 1;
+	if (u->volume != NULL) { /* file:// */
+		c->fs = fsvol_new(base, u->volume, u->prefix);
+		c->bucket_path = xstrdup(""); /* paths are built, not sent */
+		return c;
+	}
 	c->http = http_new(base);
 	c->origin = xasprintf("%s://%s", u->scheme, u->host_header);
 	c->host_header = xstrdup(u->host_header);
@@ -1160,20 +1379,14 @@ s3_client_new(struct event_base *base, const struct storage_url *u,
 		s3_add_escaped(&b, u->bucket, 0);
 		c->bucket_path = buf_steal(&b);
 	}
-	c->prefix = xstrdup(u->prefix);
 	c->region = xstrdup(u->region);
 	c->access_key_id = xstrdup(cr->access_key_id);
 	c->secret_access_key = xstrdup(cr->secret_access_key);
 	if (cr->session_token != NULL && cr->session_token[0] != '\0')
 		c->session_token = xstrdup(cr->session_token);
-	TAILQ_INIT(&c->deferred);
-	TAILQ_INIT(&c->live);
-	TAILQ_INIT(&c->waiting);
 	c->max_attempts = S3_MAX_ATTEMPTS;
 	c->retry_base_ms = S3_RETRY_BASE_MS;
 	c->retry_quota = S3_RETRY_QUOTA;
-	if ((c->defer_ev = event_new(base, -1, 0, s3_defer_cb, c)) == NULL)
-		fatal("cannot create the S3 client's event");
 	return c;
 }
 
@@ -1220,7 +1433,9 @@ s3_secret_free(char *s)
 static void
 s3_really_free(struct s3_client *c)
 {
-	http_free(c->http);
+	if (c->http != NULL)
+		http_free(c->http);
+	fsvol_free(c->fs);
 	event_free(c->defer_ev);
 	free(c->origin);
 	free(c->host_header);
