@@ -10,7 +10,9 @@
 # (20% kept), the rest are orphans.  Each tool runs on a fresh copy of the
 # tree (made with cp -al, so the copies cost no data):
 #
-#   clipsweep  clipsweep-worker --drain, one retention_sweep (force:
+#   clipsweep  clipsweep-worker --drain, one retention_sweep (min age 0:
+#              the copies were just made, and a file's age is the later of
+#              its mtime and ctime; force:
 #              80% orphans is above the default delete ratio); keeps 20%
 #   find       find DIR -type f -mtime +1 -delete (deletes 100%)
 #   rclone     rclone delete --min-age 24h DIR (deletes 100%)
@@ -78,7 +80,7 @@ timed() { # NAME CMD...: one row
 run_clipsweep() {
   export CLIPSWEEP_STORAGE_URL="file://$VOL"
   redis-cli -u "$REDIS_URL" LPUSH clipsweep:queue:sweeps \
-    '{"type":"retention_sweep","id":"vol-'"$RANDOM"'","min_age_hours":24,"force":true}' >/dev/null
+    '{"type":"retention_sweep","id":"vol-'"$RANDOM"'","min_age_hours":0,"force":true}' >/dev/null
   build/worker/clipsweep-worker --drain --queues sweeps --concurrency 1
 }
 export -f run_clipsweep

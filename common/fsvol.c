@@ -6,10 +6,16 @@
  * the directories' names, sorted with strcmp() and kept for FS_DIR_TTL
  * seconds, so that the later pages of one listing continue from a binary
  * search instead of rereading a large directory.  A listing's first page
- * reads afresh every directory it enters, so each listing sees the volume
- * as it was when it began; a later page can only miss files created since
- * (they are new, so never deleted) or name files gone since (skipped:
- * every listed file is looked at with fstatat() before it is reported).
+ * reads afresh every directory it enters; a later page may use a
+ * directory read earlier, so it can only miss files created since (they
+ * are new, so never deleted) or name files gone since (skipped: every
+ * listed file is looked at with fstatat() before it is reported).
+ *
+ * An object's age is the later of its mtime and ctime: rsync -a, cp -p,
+ * tar and touch -d set an old mtime on a file placed a moment ago, and the
+ * sweep's guard for recent objects must still see it as new.  A directory
+ * on another filesystem (a mount point inside the volume) is not part of
+ * the volume: it is neither walked nor reached, like a symbolic link.
  */
 #include <sys/stat.h>
 
@@ -18,6 +24,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -94,13 +101,44 @@ fs_fail(struct fs_req *r, int err, const char *call, const char *path)
 	r->err_call = call;
 	free(r->err_path);
 	r->err_path = xstrdup(path[0] != '\0' ? path : ".");
+	utf8_sanitize(r->err_path); /* names go into results and logs */
+	for (char *p = r->err_path; *p != '\0'; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
+/* Age: the later of mtime and ctime (see the top of this file). */
+static int64_t
+fs_age_ms(const struct stat *st)
+{
+	const struct timespec *t = &st->st_mtim;
+
+	if (st->st_ctim.tv_sec > t->tv_sec ||
+	    (st->st_ctim.tv_sec == t->tv_sec &&
+		st->st_ctim.tv_nsec > t->tv_nsec))
+		t = &st->st_ctim;
+	return (int64_t)t->tv_sec * 1000 + t->tv_nsec / 1000000;
+}
+
+/* A directory just opened: on the volume's filesystem, or EXDEV. */
+static int
+fs_same_dev(int fd, dev_t dev)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) != 0)
+		return -errno;
+	return st.st_dev == dev ? 0 : -EXDEV;
 }
 
 /*
  * The directory part of rel, opened below the root without following a
- * symbolic link; *base is the last component.  -errno on failure (ELOOP
- * when a component is a symbolic link, ENOTDIR when it is a file).
- * create makes missing directories (PUT only).
+ * symbolic link or leaving the root's filesystem; *base is the last
+ * component.  -errno on failure: ELOOP when a component is a symbolic
+ * link, ENOTDIR when it is a file, EXDEV when it is another filesystem;
+ * then *base is NULL if the root itself could not be opened (the volume
+ * is missing: that is no answer about any key).  create makes missing
+ * directories (PUT only).
  */
 static int
 fs_open_parent(
@@ -108,10 +146,18 @@ fs_open_parent(
 {
 	const char *p = rel, *slash;
 	char	    name[NAME_MAX + 1];
-	int	    fd, nfd;
+	struct stat st;
+	int	    fd, nfd, e;
 
+	*base = NULL;
 	if ((fd = open(v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return -errno;
+	if (fstat(fd, &st) != 0) {
+		e = errno;
+		close(fd);
+		return -e;
+	}
+	*base = p;
 	while ((slash = strchr(p, '/')) != NULL) {
 		size_t n = (size_t)(slash - p);
 
@@ -127,12 +173,13 @@ fs_open_parent(
 		    mkdirat(fd, name, 0755) == 0)
 			nfd = openat(fd, name,
 			    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-		if (nfd < 0) {
-			int e = errno;
-			close(fd);
+		e = nfd < 0 ? errno : -fs_same_dev(nfd, st.st_dev);
+		close(fd);
+		if (e != 0) {
+			if (nfd >= 0)
+				close(nfd);
 			return -e;
 		}
-		close(fd);
 		fd = nfd;
 		p = slash + 1;
 	}
@@ -144,7 +191,7 @@ fs_open_parent(
 static int
 fs_absent(int e)
 {
-	return e == ENOENT || e == ENOTDIR || e == ELOOP;
+	return e == ENOENT || e == ENOTDIR || e == ELOOP || e == EXDEV;
 }
 
 static void
@@ -155,7 +202,9 @@ fs_head(struct fsvol *v, struct fs_req *r)
 	int	    fd;
 
 	if ((fd = fs_open_parent(v, rel, 0, &base)) < 0) {
-		if (!fs_absent(-fd))
+		if (base == NULL)
+			fs_fail(r, -fd, "open", "");
+		else if (!fs_absent(-fd))
 			fs_fail(r, -fd, "openat", rel);
 		return;
 	}
@@ -165,8 +214,7 @@ fs_head(struct fsvol *v, struct fs_req *r)
 	} else if (S_ISREG(st.st_mode)) {
 		r->found = 1;
 		r->size = (int64_t)st.st_size;
-		r->mtime_ms = (int64_t)st.st_mtim.tv_sec * 1000 +
-		    st.st_mtim.tv_nsec / 1000000;
+		r->mtime_ms = fs_age_ms(&st);
 	}
 	close(fd);
 }
@@ -177,17 +225,27 @@ fs_put(struct fsvol *v, struct fs_req *r)
 	const char *rel = r->key + v->plen, *base;
 	size_t	    done = 0;
 	ssize_t	    n;
-	int	    dfd, fd;
+	struct stat st;
+	int	    dfd, fd, e;
 
 	if ((dfd = fs_open_parent(v, rel, 1, &base)) < 0) {
 		fs_fail(r, -dfd, "openat", rel);
 		return;
 	}
+	/* Never a FIFO's endless wait, nor through a link. */
 	fd = openat(dfd, base,
-	    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0644);
+	e = errno;
 	close(dfd);
-	if (fd < 0) {
-		fs_fail(r, errno, "openat", rel);
+	if (fd < 0 || fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) ||
+	    ftruncate(fd, 0) != 0) {
+		fs_fail(r,
+		    fd < 0		      ? e
+			: S_ISREG(st.st_mode) ? errno
+					      : EISDIR,
+		    "openat", rel);
+		if (fd >= 0)
+			close(fd);
 		return;
 	}
 	while (done < r->len) {
@@ -230,6 +288,10 @@ fs_delete(struct fsvol *v, struct fs_req *r)
 			dir = xstrndup(rel, n);
 			dirlen = n;
 			fd = fs_open_parent(v, rel, 0, &base);
+			if (fd < 0 && base == NULL) { /* no volume: no answer */
+				fs_fail(r, -fd, "open", "");
+				break;
+			}
 		}
 		base = rel + n;
 		if (fd < 0) {
@@ -249,6 +311,8 @@ fs_delete(struct fsvol *v, struct fs_req *r)
 		close(fd);
 	free(dir);
 }
+
+static void fs_dir_drop(struct fs_dir *);
 
 static int
 fs_name_cmp(const void *a, const void *b, void *names)
@@ -296,8 +360,12 @@ fs_dir_read(int fd, const char *path, struct fs_req *r)
 		if (de->d_type == DT_UNKNOWN) {
 			struct stat st;
 			if (fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) !=
-			    0)
-				continue; /* gone */
+			    0) {
+				if (errno == ENOENT)
+					continue; /* gone */
+				fs_fail(r, errno, "fstatat", path);
+				break;
+			}
 			isdir = S_ISDIR(st.st_mode);
 			if (!isdir && !S_ISREG(st.st_mode))
 				continue;
@@ -343,9 +411,15 @@ fs_dir_read(int fd, const char *path, struct fs_req *r)
 	}
 	if (d->n > 1)
 		qsort_r(d->off, d->n, sizeof(*d->off), fs_name_cmp, d->names);
-	for (i = 1; i < d->n; i++) /* strictly increasing: checked */
+	/* A name read twice (a directory changing under readdir, on NFS or
+	 * FUSE) would list a key twice: read it again later. */
+	for (i = 1; i < d->n && r->err == 0; i++)
 		if (strcmp(d->names + d->off[i - 1], d->names + d->off[i]) >= 0)
-			fatal("fsvol: directory %s sorted out of order", path);
+			fs_fail(r, EAGAIN, "readdir", path);
+	if (r->err != 0) {
+		fs_dir_drop(d);
+		return NULL;
+	}
 	d->loaded = time(NULL);
 	return d;
 }
@@ -432,6 +506,7 @@ struct fs_lister {
 	const char    *after; /* relative, "" for none */
 	const char    *from;  /* the greater of prefix and after */
 	uint64_t       min_gen;
+	dev_t	       dev;  /* the root's filesystem */
 	size_t	      *koff; /* key offsets into keys */
 	struct buf     keys;
 	size_t	       cap;
@@ -503,6 +578,11 @@ fs_walk(struct fs_lister *l, int fd, char *path)
 			char *dname = xstrndup(name, nlen - 1);
 			int   cfd = openat(fd, dname,
 			      O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			if (cfd >= 0 && fs_same_dev(cfd, l->dev) != 0) {
+				close(cfd); /* a mount point: not the volume */
+				cfd = -1;
+				errno = EXDEV;
+			}
 			if (cfd < 0 && !fs_absent(errno)) {
 				fs_fail(r, errno, "openat", key);
 				rc = FS_WALK_FAIL;
@@ -519,8 +599,17 @@ fs_walk(struct fs_lister *l, int fd, char *path)
 			continue;
 		}
 		struct stat st;
-		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0 ||
-		    !S_ISREG(st.st_mode)) {
+		int	    gone = 0;
+		if (fstatat(fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+			if (errno != ENOENT) {
+				fs_fail(r, errno, "fstatat", key);
+				free(key);
+				rc = FS_WALK_FAIL;
+				break;
+			}
+			gone = 1;
+		}
+		if (gone || !S_ISREG(st.st_mode)) {
 			free(key); /* gone, or replaced since it was read */
 			continue;
 		}
@@ -540,9 +629,7 @@ fs_walk(struct fs_lister *l, int fd, char *path)
 		buf_add(&l->keys, key, klen + 1);
 		r->objs[r->nobjs].key_len = l->v->plen + klen;
 		r->objs[r->nobjs].size = (int64_t)st.st_size;
-		r->objs[r->nobjs].last_modified_ms =
-		    (int64_t)st.st_mtim.tv_sec * 1000 +
-		    st.st_mtim.tv_nsec / 1000000;
+		r->objs[r->nobjs].last_modified_ms = fs_age_ms(&st);
 		r->nobjs++;
 		free(key);
 	}
@@ -554,6 +641,7 @@ static void
 fs_list(struct fsvol *v, struct fs_req *r)
 {
 	struct fs_lister l;
+	struct stat	 st;
 	size_t		 i;
 	int		 fd;
 
@@ -579,9 +667,13 @@ fs_list(struct fsvol *v, struct fs_req *r)
 		pthread_mutex_unlock(&v->mu);
 	}
 	buf_init(&l.keys);
-	if ((fd = open(v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+	if ((fd = open(v->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0 ||
+	    fstat(fd, &st) != 0) {
 		fs_fail(r, errno, "open", "");
-	else {
+		if (fd >= 0)
+			close(fd);
+	} else {
+		l.dev = st.st_dev;
 		if (fs_walk(&l, fd, "") == FS_WALK_FAIL) {
 			r->nobjs = 0;
 			r->truncated = 0;
@@ -658,6 +750,7 @@ struct fsvol *
 fsvol_new(struct event_base *base, const char *root, const char *prefix)
 {
 	struct fsvol *v = xcalloc(1, sizeof(*v));
+	sigset_t      all, old;
 	int	      i;
 
 	v->root = xstrdup(root);
@@ -674,11 +767,15 @@ fsvol_new(struct event_base *base, const char *root, const char *prefix)
 		fatal("fsvol: cannot watch the wake-up pipe");
 	pthread_mutex_init(&v->mu, NULL);
 	pthread_cond_init(&v->cv, NULL);
+	/* Signals are the loop's: the threads start with all blocked. */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	for (i = 0; i < FS_THREADS; i++) {
 		if (pthread_create(&v->th[i], NULL, fs_thread, v) != 0)
 			fatal("fsvol: cannot start a thread");
 		v->nth++;
 	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return v;
 }
 

@@ -699,7 +699,7 @@ s3_list_check_keys(const struct s3_op *op, struct s3_error *err)
 static void
 s3_list_done(struct s3_op *op, const struct http_response *resp)
 {
-	struct s3_list_page page;
+	struct s3_list_page page = {.x = op->list};
 	struct s3_error	    err;
 
 	if (resp->fail == HTTP_FAIL_ABORTED ||
@@ -717,7 +717,6 @@ s3_list_done(struct s3_op *op, const struct http_response *resp)
 		s3_op_fail(op, &err);
 		return;
 	}
-	page.x = op->list;
 	op->cb.list(op->arg, &page, NULL);
 }
 

@@ -23,21 +23,24 @@ files() { (cd "$VOL" && find . -type f | sed 's|^\./||' | LC_ALL=C sort); }
 old="now() - interval '10 days'"
 sql "INSERT INTO $SCHEMA.jobs (id, status, original_key, audio_key, created_at) VALUES
   (1, 'completed', 'uploads/1/original.mp4', 'uploads/1/audio.mp3', $old),
-  (2, 'rendering', 'uploads/2/original.mp4', NULL, $old)"
+  (2, 'rendering', 'uploads/2/original.mp4', NULL, $old),
+  (3, 'rendering', 'uploads/3/original.mp4', NULL, $old)"
 sql "INSERT INTO $SCHEMA.clips (id, job_id, status, key, created_at) VALUES
   (1, 1, 'completed', 'clips/1/recent.mp4', now() - interval '1 day'),
   (2, 1, 'completed', 'clips/1/expired.mp4', $old),
   (3, 2, 'rendering', 'clips/2/rendering.mp4', $old),
-  (4, 1, 'completed', 'clips/1/recent two.mp4', now())"
+  (4, 1, 'completed', 'clips/1/recent two.mp4', now()),
+  (5, 1, 'completed', 'clips/1/third.mp4', now())"
 keep="clips/1/recent two.mp4
 clips/1/recent.mp4
+clips/1/third.mp4
 clips/2/rendering.mp4
-orphans/new.tmp
-uploads/2/original.mp4"
+uploads/2/original.mp4
+uploads/3/original.mp4"
 for k in uploads/1/original.mp4 uploads/1/audio.mp3 clips/1/expired.mp4 \
   "orphans/a.tmp" "orphans/b c+d.tmp" deep/nested/dir/old.bin \
   clips/1/recent.mp4 "clips/1/recent two.mp4" clips/2/rendering.mp4 \
-  uploads/2/original.mp4; do
+  uploads/2/original.mp4 clips/1/third.mp4 uploads/3/original.mp4; do
   mk "$k" || { echo "Bail out! cannot make $k"; exit 1; }
 done
 mk orphans/new.tmp now
@@ -93,18 +96,25 @@ is "$(echo "$JOB_OUT" | json errors.0.code)" clips_not_finished "an unfinished j
 there uploads/2/original.mp4
 ok $? "and its upload stays"
 
-sweep '"min_age_hours":24,"dry_run":true'
+# The files were placed a moment ago with mtimes 10 days old (as rsync -a
+# or cp -p would): their age is their ctime's, so they are all recent.
+sweep '"min_age_hours":24'
+is "$(f status)" ok "sweep, min age 24 h: ok"
+is "$(f deleted_count)" 0 "files placed a moment ago with old mtimes are recent: none deleted"
+is "$(f total_objects_scanned)" 11 "eleven regular files scanned (links, FIFO, directories are not objects)"
+there orphans/a.tmp
+ok $? "the old-looking orphan stays"
+
+sweep '"min_age_hours":0,"dry_run":true'
 is "$(f status)" ok "sweep dry run: ok"
-is "$(f total_objects_scanned)" 9 "nine regular files scanned (links, FIFO, directories are not objects)"
-is "$(f deleted_count)" 4 "four candidates"
-is "$(f kept_by_reason.recent)" 1 "the fresh orphan kept as recent"
+is "$(f deleted_count)" 5 "five candidates"
 is "$(f scan_prefix)" "media/" "scan prefix: the volume's name"
 there orphans/a.tmp
 ok $? "sweep dry run: nothing removed"
 
-sweep '"min_age_hours":24'
+sweep '"min_age_hours":0'
 is "$(f status)" ok "sweep: ok"
-is "$(f deleted_count)" 4 "four deleted"
+is "$(f deleted_count)" 5 "five deleted"
 is "$(files)" "$keep" "exactly the protected and recent files are left (find)"
 [ -L "$VOL/orphans/link.tmp" ] && [ -f "$TOP/elsewhere/precious.mp4" ]
 ok $? "an old symbolic link in orphans/ stays, and so does its target"

@@ -427,6 +427,16 @@ main(void)
 		is_int((int)h.size, 40, "its size");
 		is_int(
 		    h.mtime_ms / 1000 == (int64_t)st.st_mtime, 1, "its mtime");
+		/* Placed a moment ago with an old mtime (rsync -a, cp -p):
+		 * its age is its ctime's, so it still counts as new. */
+		{
+			struct timespec ts[2] = {
+			    {time(NULL) - 864000, 0}, {time(NULL) - 864000, 0}};
+			utimensat(AT_FDCWD, path, ts, 0);
+		}
+		h = head("media/b/c/d");
+		is_int(h.mtime_ms / 1000 >= (int64_t)time(NULL) - 60, 1,
+		    "an old mtime on a new file: its age is its ctime's");
 		h = head("media/nope");
 		is_int(h.found, 0, "HEAD of a missing file: not found");
 		is_str(h.code, "", "without an error");
@@ -533,6 +543,14 @@ main(void)
 		wait_all();
 		is_str(l.err, "ENOENT", "listing a missing volume fails");
 		is_int(l.transient, 1, "transiently (it may be mounted later)");
+		struct head h = head("absent/x");
+		is_str(h.code, "ENOENT",
+		    "HEAD on a missing volume fails, not 'not found'");
+		const char *keys[] = {"absent/x"};
+		struct del  d;
+		del(keys, 1, &d);
+		is_str(d.err, "ENOENT",
+		    "a delete on a missing volume fails, not 'deleted'");
 		free(l.prefix);
 		buf_free(&l.got);
 	}
