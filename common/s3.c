@@ -80,6 +80,14 @@ struct s3_op {
 
 TAILQ_HEAD(s3_op_list, s3_op);
 
+/* Operation names for the observer (metrics' op label). */
+static const char *const s3_op_names[] = {
+    [S3_OP_HEAD] = "head",
+    [S3_OP_PUT] = "put",
+    [S3_OP_LIST] = "list",
+    [S3_OP_DELETE] = "delete",
+};
+
 struct s3_client {
 	struct event_base *base;
 	struct http	  *http;   /* NULL on a local volume */
@@ -899,13 +907,7 @@ s3_op_done(void *arg, const struct http_response *resp)
 	TAILQ_REMOVE(&c->live, op, entry);
 	if (c->observe != NULL && resp->fail != HTTP_FAIL_CANCELLED &&
 	    resp->fail != HTTP_FAIL_ABORTED) {
-		static const char *const names[] = {
-		    [S3_OP_HEAD] = "head",
-		    [S3_OP_PUT] = "put",
-		    [S3_OP_LIST] = "list",
-		    [S3_OP_DELETE] = "delete",
-		};
-		c->observe(c->observe_arg, names[op->kind],
+		c->observe(c->observe_arg, s3_op_names[op->kind],
 		    resp->fail == HTTP_FAIL_NONE ? resp->status : 0);
 	}
 	if (s3_should_retry(op, resp)) {
@@ -1043,12 +1045,6 @@ s3_fs_deleted(struct s3_op *op, const struct fs_req *r)
 static void
 s3_fs_done(void *arg, struct fs_req *r)
 {
-	static const char *const names[] = {
-	    [S3_OP_HEAD] = "head",
-	    [S3_OP_PUT] = "put",
-	    [S3_OP_LIST] = "list",
-	    [S3_OP_DELETE] = "delete",
-	};
 	struct s3_op	   *op = arg;
 	struct s3_client   *c = op->client;
 	struct s3_list_page page;
@@ -1061,7 +1057,7 @@ s3_fs_done(void *arg, struct fs_req *r)
 	}
 	TAILQ_REMOVE(&c->live, op, entry);
 	if (c->observe != NULL && r->err != ECANCELED)
-		c->observe(c->observe_arg, names[op->kind],
+		c->observe(c->observe_arg, s3_op_names[op->kind],
 		    r->err != 0				      ? 500
 			: op->kind == S3_OP_HEAD && !r->found ? 404
 							      : 200);
